@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.framemark-installed
+# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build. pyproject.toml keeps the range open.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	@mkdir -p out
+	$(BIN)/framemark generate "a red circle moving left on a textured background" --seed 7 -o out/demo.mp4
+	@echo "demo clip: $(CURDIR)/out/demo.mp4"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python bench/generator.py --json
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,1 @@
+"""Verification of uploaded videos: C2PA, watermark recovery, ledger lookup, passive classification."""

@@ -1,0 +1,127 @@
+"""The ``framemark`` command line: one group, one subcommand per job.
+
+Exit codes are the contract with scripts: 0 success, 2 bad input (arguments, files, model folder), 3 a batch
+finished but some items failed (each failure is reported and the rest are kept). No traceback reaches the user for
+anything that is their input rather than our bug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from framemark import __version__
+from framemark.errors import FramemarkError
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 2, 3
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="framemark")
+def main() -> None:
+    """framemark: provenance for generative video."""
+
+
+# ------------------------------------------------------------------------------------------------------ generate
+
+def _read_prompts(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read prompts file {path}: {exc}")
+    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        _fail(f"prompts file {path} has no prompts (one per line; '#' starts a comment)")
+    return prompts
+
+
+@main.command()
+@click.argument("prompt", required=False)
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="MP4 file to write; with --prompts, a folder for the clips.")
+@click.option("--prompts", "prompts_file", type=click.Path(path_type=Path),
+              help="Text file with one prompt per line: generate one clip for each.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Noise seed; with --prompts, clip i uses seed + i.")
+@click.option("--steps", default=20, show_default=True, type=int, help="Sampler steps.")
+@click.option("--frames", default=17, show_default=True, type=int, help="Frames (4k+1).")
+@click.option("--height", default=128, show_default=True, type=int)
+@click.option("--width", default=128, show_default=True, type=int)
+@click.option("--guidance", default=5.0, show_default=True, type=float, help="Classifier-free guidance scale.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path),
+              help="Diffusers model folder (default: the embedded model).")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per clip instead of prose.")
+def generate(prompt, output, prompts_file, seed, steps, frames, height, width, guidance, model_dir, device, as_json):
+    """Generate a clip from PROMPT (or one per line of --prompts) as an H.264 MP4.
+
+    The same prompt, seed and settings give the same frames, bit for bit, on the same machine.
+    """
+    from framemark.generator import emit, pipeline
+
+    if (prompt is None) == (prompts_file is None):
+        _fail("give either a PROMPT or --prompts FILE (not both)")
+    prompts = [prompt] if prompts_file is None else _read_prompts(prompts_file)
+    requests = [pipeline.GenerationRequest(prompt=p, seed=seed + i, steps=steps, frames=frames, height=height,
+                                           width=width, guidance_scale=guidance) for i, p in enumerate(prompts)]
+    if prompts_file is None:
+        try:  # a bad request fails before the model is loaded
+            pipeline.validate(requests[0])
+        except FramemarkError as exc:
+            _fail(str(exc))
+        targets = [output]
+    else:
+        if output.exists() and not output.is_dir():
+            _fail(f"--output must be a folder with --prompts: {output} is a file")
+        width_digits = max(4, len(str(len(prompts))))
+        targets = [output / f"{i + 1:0{width_digits}d}.mp4" for i in range(len(prompts))]
+    try:
+        pipe = pipeline.load_pipeline(model_dir, device=device)
+        if prompts_file is not None:
+            output.mkdir(parents=True, exist_ok=True)
+    except (FramemarkError, OSError) as exc:
+        _fail(str(exc))
+
+    failures = 0
+    with click.progressbar(length=len(requests), label="generating", file=sys.stderr,
+                           hidden=len(requests) == 1) as bar:
+        for request, target in zip(requests, targets):
+            try:
+                clip = emit.emit_clip(pipe, request, target)
+            except FramemarkError as exc:
+                failures += 1
+                _report_failure(request, target, exc, as_json)
+            else:
+                _report_clip(clip, as_json)
+            bar.update(1)
+    if failures:
+        click.echo(f"{failures} of {len(requests)} clips failed", err=True)
+        sys.exit(EXIT_PARTIAL if len(requests) > 1 else EXIT_BAD_INPUT)
+
+
+def _report_clip(clip, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": True, **clip.to_dict()}))
+    else:
+        click.echo(f"wrote {clip.path} ({clip.frames} frames {clip.width}x{clip.height}, seed {clip.seed}, "
+                   f"{clip.seconds:.1f} s)")
+
+
+def _report_failure(request, target: Path, exc: Exception, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "path": str(target), "prompt": request.prompt, "seed": request.seed,
+                               "error": str(exc)}))
+    else:
+        click.echo(f"error: {target}: {exc}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""Reading and writing video files: the project's one place that talks to PyAV (FFmpeg).
+
+Everything else in framemark sees video as ``uint8`` RGB arrays shaped ``(T, H, W, 3)`` plus a frame
+rate. Keeping PyAV behind this module means its many exception types, its container quirks and its
+colour handling are dealt with once:
+
+* Any input that cannot be read as video raises :class:`~framemark.errors.MediaError` whose message
+  names the file and says why in plain words. PyAV/FFmpeg exceptions, ``OSError``, ``ValueError``
+  and friends never escape :func:`read_video` or :func:`probe_video`.
+* :func:`write_video` always writes H.264 (libx264, yuv420p, BT.709 tagged) in MP4, atomically and
+  byte-for-byte reproducibly for identical input on the same PyAV/FFmpeg build.
+
+Truncated files: if decoding fails part-way (or the file simply ends early) after at least one
+frame was decoded, :func:`read_video` returns the frames it got and sets ``Video.truncated``; a
+watermark verifier can still look at what survived. If no frame at all can be decoded it raises
+:class:`MediaError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import stat
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+
+from framemark.errors import MediaError
+
+__all__ = ["Video", "VideoInfo", "read_video", "probe_video", "write_video", "DEFAULT_FPS"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 8.0
+"""Frame rate assumed when a file does not state one (the generator's native rate)."""
+
+# What PyAV can raise on bad input. av.error.FFmpegError subclasses also derive from the matching
+# builtin (InvalidDataError -> ValueError, FileNotFoundError -> OSError, EOFError -> EOFError), but
+# PyAV's Python layer raises plain builtins too, so we list those explicitly.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    av.error.FFmpegError,
+    OSError,
+    EOFError,
+    ValueError,
+    IndexError,
+    KeyError,
+    StopIteration,
+    RuntimeError,
+    UnicodeError,
+)
+
+# H.264 in 8-bit yuv420p: crf 0 (lossless) .. 51 (worst).
+_CRF_RANGE = range(0, 52)
+
+# BT.709 is what players assume for untagged HD; we convert with that matrix *and* tag the stream, so
+# browsers, ffplay and read_video all agree on the colours. (AVCOL_* value 1 is BT.709 for matrix,
+# primaries and transfer alike; range 1 is "MPEG"/limited.)
+_BT709 = 1
+_LIMITED_RANGE = 1
+
+
+@dataclass(frozen=True)
+class Video:
+    """Decoded video: ``frames`` is ``uint8`` RGB shaped ``(T, H, W, 3)``; ``fps`` frames per second.
+
+    ``truncated`` is True when the file ended early or broke off with a decoding error after some
+    frames were decoded (best effort: it compares against the frame count the container claims).
+    """
+
+    frames: np.ndarray
+    fps: float
+    truncated: bool = False
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a file's headers say about its first video stream (see :func:`probe_video`).
+
+    ``num_frames`` and ``duration_s`` come from the container when it records them, otherwise one is
+    derived from the other and ``fps``; for files that record neither, the packets are counted.
+    ``codec`` is FFmpeg's codec name (``"h264"``, ``"vp9"``, ...); ``container`` is FFmpeg's demuxer
+    name (e.g. ``"mov,mp4,m4a,3gp,3g2,mj2"`` for MP4/MOV, ``"matroska,webm"``, ``"avi"``).
+    """
+
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration_s: float
+    codec: str
+    container: str
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read_video(path: str | os.PathLike[str], max_frames: int | None = None) -> Video:
+    """Decode the first video stream of ``path`` to RGB frames.
+
+    ``max_frames`` stops decoding after that many frames (to bound memory and time on long uploads).
+    The frame rate is the stream's average rate, or :data:`DEFAULT_FPS` when the file has none.
+    Raises :class:`MediaError` for anything that is not a readable video with at least one frame.
+    """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+    name = _check_input_file(path)
+    frames: list[np.ndarray] = []
+    failure: BaseException | None = None
+    with _open_for_reading(name) as container:
+        stream = _first_video_stream(container, name)
+        fps = _stream_fps(stream)
+        claimed = stream.frames  # 0 when the container does not say
+        stream.thread_type = "AUTO"  # frame + slice threads: several times faster on long clips
+        try:
+            for frame in container.decode(stream):
+                rgb = frame.to_ndarray(format="rgb24")
+                if frames and rgb.shape != frames[0].shape:
+                    raise MediaError(
+                        f"cannot read video {name!r}: frame size changes mid-stream "
+                        f"({frames[0].shape[1]}x{frames[0].shape[0]} -> {rgb.shape[1]}x{rgb.shape[0]})"
+                    )
+                frames.append(rgb)
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+        except _READ_ERRORS as exc:
+            failure = exc
+    if not frames:
+        if failure is not None:
+            raise MediaError(f"cannot read video {name!r}: no frame could be decoded ({_reason(failure)})") from failure
+        raise MediaError(f"cannot read video {name!r}: the video stream contains no frames")
+    stopped_early = max_frames is not None and len(frames) >= max_frames
+    truncated = failure is not None or (not stopped_early and 0 < len(frames) < claimed)
+    if truncated:
+        why = _reason(failure) if failure is not None else f"container lists {claimed} frames"
+        log.warning("%s: decoded only %d frame(s), file looks truncated or damaged (%s)", name, len(frames), why)
+    return Video(frames=np.stack(frames), fps=fps, truncated=truncated)
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Read the headers of ``path`` (no decoding) to learn its size, rate, length and codec.
+
+    Cheap enough to run before :func:`read_video` to enforce resolution/duration limits. Only when the
+    container records neither a frame count nor a duration are the packets counted (a demux pass,
+    still without decoding). Raises :class:`MediaError` like :func:`read_video`, including for a
+    video stream that provably has no frames.
+    """
+    name = _check_input_file(path)
+    with _open_for_reading(name) as container:
+        stream = _first_video_stream(container, name)
+        try:
+            codec_ctx = stream.codec_context
+            width, height = int(codec_ctx.width), int(codec_ctx.height)
+            codec = codec_ctx.name
+            fmt = container.format.name
+            fps = _stream_fps(stream)
+            num_frames = int(stream.frames or 0)
+            duration_s = _header_duration_s(container, stream)
+            if num_frames <= 0 and duration_s is not None and duration_s > 0:
+                num_frames = max(1, round(duration_s * fps))
+            if num_frames <= 0:  # nothing recorded (or recorded as empty): count packets
+                num_frames = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            if duration_s is None or duration_s <= 0:
+                duration_s = num_frames / fps
+        except _READ_ERRORS as exc:
+            raise MediaError(f"cannot read video {name!r}: {_reason(exc)}") from exc
+    if width <= 0 or height <= 0:
+        raise MediaError(f"cannot read video {name!r}: the video stream has no frame size")
+    if num_frames <= 0:
+        raise MediaError(f"cannot read video {name!r}: the video stream contains no frames")
+    return VideoInfo(
+        width=width, height=height, fps=fps, num_frames=num_frames, duration_s=float(duration_s),
+        codec=codec, container=fmt,
+    )
+
+
+def _check_input_file(path: str | os.PathLike[str]) -> str:
+    """Reject what FFmpeg would misreport or hang on: missing paths, folders, devices/FIFOs, empty files."""
+    name = os.fsdecode(os.fspath(path))
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        raise MediaError(f"cannot read video {name!r}: file not found") from None
+    except OSError as exc:
+        raise MediaError(f"cannot read video {name!r}: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise MediaError(f"cannot read video {name!r}: it is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise MediaError(f"cannot read video {name!r}: not a regular file")
+    if st.st_size == 0:
+        raise MediaError(f"cannot read video {name!r}: the file is empty (0 bytes)")
+    return name
+
+
+@contextmanager
+def _open_for_reading(name: str) -> Iterator[Any]:
+    """``av.open`` for reading, with every failure (open, use or close) turned into MediaError."""
+    try:
+        container = av.open(name, mode="r")
+    except _READ_ERRORS as exc:
+        raise MediaError(f"cannot read video {name!r}: {_reason(exc)}") from exc
+    try:
+        yield container
+    except MediaError:
+        raise
+    except _READ_ERRORS as exc:
+        raise MediaError(f"cannot read video {name!r}: {_reason(exc)}") from exc
+    finally:
+        try:
+            container.close()
+        except _READ_ERRORS:  # nothing useful to report; the caller already has its answer or error
+            pass
+
+
+def _first_video_stream(container: Any, name: str) -> Any:
+    streams = container.streams.video
+    if not streams:
+        kinds = sorted({s.type for s in container.streams})
+        has = f" (streams found: {', '.join(kinds)})" if kinds else ""
+        raise MediaError(f"cannot read video {name!r}: the file contains no video stream{has}")
+    return streams[0]
+
+
+def _stream_fps(stream: Any) -> float:
+    rate = stream.average_rate
+    if rate is not None and rate > 0 and math.isfinite(float(rate)):
+        return float(rate)
+    return DEFAULT_FPS
+
+
+def _header_duration_s(container: Any, stream: Any) -> float | None:
+    """Stream duration if recorded, else the container's (AV_TIME_BASE units), else None."""
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def _reason(exc: BaseException | None) -> str:
+    """A human reason for a PyAV/OS failure; FFmpeg's own text is kept in brackets for debugging."""
+    if isinstance(exc, av.error.InvalidDataError):
+        return "not a readable video (corrupt, truncated or not a video file) [invalid data]"
+    if isinstance(exc, EOFError):  # includes av.error.EOFError
+        return "the file ends unexpectedly (truncated?)"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, av.error.DecoderNotFoundError):
+        return "its video codec is not supported"
+    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
+    return f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: float, crf: int = 18) -> None:
+    """Write ``frames`` (``uint8`` RGB, ``(T, H, W, 3)``) to ``path`` as H.264/yuv420p MP4.
+
+    * Odd width/height are padded to even (yuv420p needs it) by repeating the last row/column, so the
+      file may be one pixel wider/taller than ``frames``.
+    * Atomic: the video is written to a hidden temporary file in the same folder, fsynced, then
+      ``os.replace``-d over ``path``; a crash leaves either the old file or the complete new one.
+    * Deterministic: x264 runs single-threaded and nothing time-dependent is muxed, so identical
+      input gives byte-identical files (on the same PyAV/FFmpeg build).
+    * ``fps`` may be fractional (29.97 or ``Fraction(30000, 1001)``); it is stored as a fraction with
+      denominator <= 1001. ``crf``: 0 = lossless .. 51 = worst; 18 is visually near-lossless.
+    * ``moov`` is placed at the front (faststart) so players can start before the download ends.
+
+    Bad arguments (wrong dtype/shape, non-positive fps, crf out of range) raise ``ValueError``: they are
+    the caller's bug, not the user's file. Failures to create or encode the file raise MediaError.
+    """
+    frames = _validated_frames(frames)
+    rate = _validated_rate(fps)
+    if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or int(crf) not in _CRF_RANGE:
+        raise ValueError(f"crf must be an int in 0..51, got {crf!r}")
+    frames = _pad_to_even(frames)
+
+    name = os.fsdecode(os.fspath(path))
+    folder, base = os.path.split(os.path.abspath(name))
+    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        # A Python file object (not a path) so we can fsync before the rename; "x" refuses to clobber.
+        with open(tmp, "x+b") as fh:
+            _encode_h264(fh, frames, rate, int(crf))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, name)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, (av.error.FFmpegError, OSError, ValueError)):
+            raise MediaError(f"cannot write video {name!r}: {_reason(exc)}") from exc
+        raise
+
+
+def _encode_h264(fh: Any, frames: np.ndarray, rate: Fraction, crf: int) -> None:
+    height, width = frames.shape[1:3]
+    with av.open(fh, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream(
+            "libx264", rate=rate, options={"crf": str(crf), "preset": "medium", "threads": "1"}
+        )
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        ctx = stream.codec_context
+        ctx.thread_count = 1  # x264's output depends on its thread count; 1 makes it machine-independent
+        ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
+        ctx.color_range = _LIMITED_RANGE
+        for rgb in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace=_BT709, dst_color_range=_LIMITED_RANGE)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():  # flush the encoder's delayed frames
+            container.mux(packet)
+
+
+def _validated_frames(frames: np.ndarray) -> np.ndarray:
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(f"frames must be a numpy array, got {type(frames).__name__}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (0..255), got dtype {frames.dtype}; convert before writing")
+    if frames.ndim != 4 or frames.shape[3] != 3:
+        raise ValueError(f"frames must be shaped (T, H, W, 3) RGB, got {frames.shape}")
+    if min(frames.shape[:3]) < 1:
+        raise ValueError(f"frames must have at least one frame and one pixel, got {frames.shape}")
+    return frames
+
+
+def _validated_rate(fps: float) -> Fraction:
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        raise ValueError(f"fps must be a number, got {fps!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
+    exact = Fraction(fps) if isinstance(fps, (int, Fraction)) else Fraction(value)
+    rate = exact.limit_denominator(1001)
+    if rate <= 0:
+        raise ValueError(f"fps {fps!r} is too small to represent")
+    return rate
+
+
+def _pad_to_even(frames: np.ndarray) -> np.ndarray:
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if not (pad_h or pad_w):
+        return frames
+    return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")

@@ -1,0 +1,1 @@
+"""Text-to-video generation: the pipeline wrapper, the embedded default model, its procedural world and training."""

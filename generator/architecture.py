@@ -1,0 +1,137 @@
+"""The default model's architecture: Wan at small scale, built from diffusers and transformers classes.
+
+Using the real Wan classes (not look-alikes) means the code that loads, runs, inverts and verifies our small
+model is the same code that serves a real Wan-family checkpoint loaded from a folder.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+from . import world
+
+MODEL_NAME = "framemark-wan-tiny"
+# Prompts are padded to the pipeline's default context length, as real Wan is trained, so that a plain
+# ``WanPipeline.from_pretrained(folder)(prompt)`` conditions the model exactly as training did.
+MAX_SEQUENCE_LENGTH = 512
+MAX_PROMPT_WORDS = 40  # the grammar's longest caption has 12 words; longer prompts are refused, not truncated
+
+PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
+
+# Spatial x8 (three downsamples), temporal x4 (two), 16 latent channels: the real Wan 2.1 VAE's geometry.
+VAE_CONFIG = dict(
+    base_dim=32,
+    decoder_base_dim=32,
+    z_dim=16,
+    dim_mult=[1, 2, 4, 4],
+    num_res_blocks=1,
+    attn_scales=[],
+    temperal_downsample=[False, True, True],
+    dropout=0.0,
+    latents_mean=[0.0] * 16,
+    latents_std=[1.0] * 16,
+)
+
+TEXT_ENCODER_CONFIG = dict(
+    d_model=256,
+    d_kv=32,
+    d_ff=512,
+    num_layers=2,
+    num_heads=8,
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=64,
+    dropout_rate=0.0,
+    feed_forward_proj="gated-gelu",
+    is_encoder_decoder=False,
+    use_cache=False,
+    pad_token_id=0,
+    eos_token_id=1,
+    decoder_start_token_id=0,
+    tie_word_embeddings=False,
+)
+
+TRANSFORMER_CONFIG = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=4,
+    attention_head_dim=64,
+    in_channels=16,
+    out_channels=16,
+    text_dim=256,
+    freq_dim=128,
+    ffn_dim=1024,
+    num_layers=6,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+    rope_max_seq_len=256,
+)
+
+SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=3.0)
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the world's grammar; any other word maps to <unk>."""
+    vocab = {PAD: 0, EOS: 1, UNK: 2}
+    for word in world.vocabulary():
+        vocab[word] = len(vocab)
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    # lower case, punctuation dropped: 'A red circle, moving left.' reads as the grammar's words
+    core.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex(r"[^\w\s]"), " ")])
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS, unk_token=UNK,
+                                  model_max_length=MAX_SEQUENCE_LENGTH)
+    return tok
+
+
+def encode_prompts(tokenizer, text_encoder: UMT5EncoderModel, prompts: list[str],
+                   max_sequence_length: int = MAX_SEQUENCE_LENGTH) -> torch.Tensor:
+    """Prompt embeddings exactly as ``WanPipeline`` makes them: padded, encoded, zeroed past each prompt's end.
+
+    Training calls this so that the conditioning the transformer learns is the one the pipeline gives it.
+    """
+    # Encoding only up to the longest prompt and zero-padding afterwards gives the pipeline's result (padding is
+    # masked out of attention, then zeroed) at a fraction of the cost of encoding 512 positions.
+    ids = tokenizer(prompts, padding="longest", max_length=max_sequence_length, truncation=True,
+                    add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+    device = next(text_encoder.parameters()).device
+    mask = ids.attention_mask.to(device)
+    hidden = text_encoder(ids.input_ids.to(device), mask).last_hidden_state
+    hidden = hidden * mask[..., None].to(hidden.dtype)
+    return torch.nn.functional.pad(hidden, (0, 0, 0, max_sequence_length - hidden.shape[1]))
+
+
+def build_text_encoder(vocab_size: int) -> UMT5EncoderModel:
+    return UMT5EncoderModel(UMT5Config(vocab_size=vocab_size, **TEXT_ENCODER_CONFIG))
+
+
+def build_vae() -> AutoencoderKLWan:
+    return AutoencoderKLWan(**VAE_CONFIG)
+
+
+def build_transformer() -> WanTransformer3DModel:
+    return WanTransformer3DModel(**TRANSFORMER_CONFIG)
+
+
+def build_scheduler() -> FlowMatchEulerDiscreteScheduler:
+    return FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG)
+
+
+def build_pipeline(vae: AutoencoderKLWan | None = None, transformer: WanTransformer3DModel | None = None,
+                   text_encoder: UMT5EncoderModel | None = None) -> WanPipeline:
+    """A WanPipeline from the given (trained) components, fresh random ones where not given."""
+    tokenizer = build_tokenizer()
+    return WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder if text_encoder is not None else build_text_encoder(len(tokenizer)),
+        vae=vae if vae is not None else build_vae(),
+        scheduler=build_scheduler(),
+        transformer=transformer if transformer is not None else build_transformer(),
+    )
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,96 @@
+"""`framemark generate` end to end: files it writes, batches, and exit codes for bad input.
+
+The commands run in-process through click's runner against the real default model; one test runs the installed
+console script to prove the entry point itself works.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from framemark.cli import main
+from framemark.media import probe_video, read_video
+
+FAST = ["--steps", "3"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_generate_writes_an_h264_clip_and_same_seed_gives_same_frames(tmp_path):
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    for target in (a, b):
+        result = run("generate", "a red circle moving left", "-o", str(target), "--seed", "5", *FAST)
+        assert result.exit_code == 0, result.output
+    info = probe_video(a)
+    assert (info.codec, info.width, info.height, info.num_frames, info.fps) == ("h264", 128, 128, 17, 8)
+    assert np.array_equal(read_video(a).frames, read_video(b).frames)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_generate_json_output_is_machine_readable(tmp_path):
+    result = run("generate", "a green star growing", "-o", str(tmp_path / "c.mp4"), "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.strip().splitlines()[-1])
+    assert record["ok"] and record["seed"] == 0 and record["path"].endswith("c.mp4")
+    assert record["model"]["name"] == "framemark-wan-tiny"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["   "], "empty"),
+    ([" ".join(["blue"] * 50)], "words"),
+    (["a red circle", "--height", "100"], "height"),
+    (["a red circle", "--frames", "18"], "frames"),
+    (["a red circle", "--model", "/nonexistent/model"], "not found"),
+])
+def test_bad_requests_exit_2_with_a_message_and_no_traceback(tmp_path, args, message):
+    result = run("generate", *args, "-o", str(tmp_path / "x.mp4"), *FAST)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_prompt_and_prompts_file_are_exclusive(tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moving left\n")
+    result = run("generate", "a red circle", "--prompts", str(prompts), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "either" in result.output
+    assert run("generate", "-o", str(tmp_path / "x.mp4")).exit_code == 2
+
+
+def test_batch_keeps_going_past_a_bad_prompt_and_exits_3(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# comment\na red circle moving left\n\n" + " ".join(["red"] * 60) + "\na blue cross falling\n")
+    out = tmp_path / "clips"
+    result = run("generate", "--prompts", str(prompts), "-o", str(out), "--json", *FAST)
+    assert result.exit_code == 3, result.output
+    records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["ok"] for r in records] == [True, False, True]
+    assert [r["seed"] for r in records] == [0, 1, 2]
+    assert sorted(p.name for p in out.iterdir()) == ["0001.mp4", "0003.mp4"]
+    assert probe_video(out / "0003.mp4").num_frames == 17
+
+
+def test_incomplete_model_folder_is_reported_not_raised(tmp_path):
+    from framemark.generator.pipeline import DEFAULT_MODEL_DIR
+
+    broken = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, broken)
+    shutil.rmtree(broken / "transformer")
+    result = run("generate", "a red circle", "-o", str(tmp_path / "x.mp4"), "--model", str(broken))
+    assert result.exit_code == 2 and "incomplete" in result.output
+
+
+def test_console_script_entry_point(tmp_path):
+    exe = Path(sys.executable).with_name("framemark")
+    result = subprocess.run([str(exe), "generate", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--prompts" in result.stdout

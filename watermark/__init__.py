@@ -1,0 +1,1 @@
+"""The latent watermark codec (pure numpy/torch: no diffusers, no c2pa, no file I/O)."""
