@@ -59,12 +59,18 @@ def _read_prompts(path: Path) -> list[str]:
 @click.option("--model", "model_dir", type=click.Path(path_type=Path),
               help="Diffusers model folder (default: the embedded model).")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--no-watermark", is_flag=True, help="Make an unmarked clip (baselines); marking is on by default.")
+@click.option("--key", "key_file", type=click.Path(path_type=Path),
+              help="Watermark key file (default: $FRAMEMARK_HOME/watermark-key.json, created when absent).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per clip instead of prose.")
-def generate(prompt, output, prompts_file, seed, steps, frames, height, width, guidance, model_dir, device, as_json):
+def generate(prompt, output, prompts_file, seed, steps, frames, height, width, guidance, model_dir, device,
+             no_watermark, key_file, as_json):
     """Generate a clip from PROMPT (or one per line of --prompts) as an H.264 MP4.
 
-    The same prompt, seed and settings give the same frames, bit for bit, on the same machine.
+    Every clip carries the invisible watermark of this machine's key unless --no-watermark is given. The same
+    prompt, seed, settings and payload give the same frames, bit for bit, on the same machine.
     """
+    from framemark import keys
     from framemark.generator import emit, pipeline
 
     if (prompt is None) == (prompts_file is None):
@@ -83,7 +89,16 @@ def generate(prompt, output, prompts_file, seed, steps, frames, height, width, g
             _fail(f"--output must be a folder with --prompts: {output} is a file")
         width_digits = max(4, len(str(len(prompts))))
         targets = [output / f"{i + 1:0{width_digits}d}.mp4" for i in range(len(prompts))]
+    key = None
     try:
+        if not no_watermark:
+            if key_file is not None:
+                key = keys.load_watermark_key(key_file)
+            else:
+                key, created = keys.load_or_create_watermark_key()
+                if created:
+                    click.echo(f"created a watermark key (id {key.key_id}) at {keys.watermark_key_path()}; "
+                               f"keep it: verification needs it", err=True)
         pipe = pipeline.load_pipeline(model_dir, device=device)
         if prompts_file is not None:
             output.mkdir(parents=True, exist_ok=True)
@@ -95,7 +110,7 @@ def generate(prompt, output, prompts_file, seed, steps, frames, height, width, g
                            hidden=len(requests) == 1) as bar:
         for request, target in zip(requests, targets):
             try:
-                clip = emit.emit_clip(pipe, request, target)
+                clip = emit.emit_clip(pipe, request, target, key=key)
             except FramemarkError as exc:
                 failures += 1
                 _report_failure(request, target, exc, as_json)
@@ -111,7 +126,8 @@ def _report_clip(clip, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"ok": True, **clip.to_dict()}))
     else:
-        click.echo(f"wrote {clip.path} ({clip.frames} frames {clip.width}x{clip.height}, seed {clip.seed}, "
+        mark = f"watermark {clip.watermark['payload']}" if clip.watermark else "no watermark"
+        click.echo(f"wrote {clip.path} ({clip.frames} frames {clip.width}x{clip.height}, seed {clip.seed}, {mark}, "
                    f"{clip.seconds:.1f} s)")
 
 
@@ -121,6 +137,89 @@ def _report_failure(request, target: Path, exc: Exception, as_json: bool) -> Non
                                "error": str(exc)}))
     else:
         click.echo(f"error: {target}: {exc}", err=True)
+
+
+# ------------------------------------------------------------------------------------------------------ keys
+
+@main.group()
+def keys() -> None:
+    """Create and inspect the key material in $FRAMEMARK_HOME (default ~/.framemark)."""
+
+
+@keys.command("init")
+@click.option("--force", is_flag=True, help="Replace an existing key (clips marked with the old one become unverifiable).")
+def keys_init(force):
+    """Create the watermark key (256-bit secret, file mode 0600)."""
+    from framemark import keys as keystore
+
+    try:
+        key = keystore.create_watermark_key(overwrite=force)
+    except (FramemarkError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"watermark key {key.key_id} written to {keystore.watermark_key_path()}")
+
+
+@keys.command("show")
+def keys_show():
+    """Print the key id and where the key is (never the secret)."""
+    from framemark import keys as keystore
+
+    try:
+        key = keystore.load_watermark_key()
+    except FramemarkError as exc:
+        _fail(str(exc))
+    click.echo(f"watermark key {key.key_id} at {keystore.watermark_key_path()}")
+
+
+# ------------------------------------------------------------------------------------------------------ verify
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--fpr", default=1e-6, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True),
+              help="False-positive rate: detected when the p-value is at most this.")
+@click.option("--key", "key_file", type=click.Path(path_type=Path),
+              help="Watermark key file (default: $FRAMEMARK_HOME/watermark-key.json).")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path),
+              help="Diffusers model folder the clips came from (default: the embedded model).")
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(1, 200), help="Inversion steps.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+def verify(files, fpr, key_file, model_dir, steps, as_json):
+    """Check FILES for the watermark and report a verdict for each.
+
+    Exit 0 when every file was processed, 3 when some could not be (the rest are still reported), 2 when
+    nothing could be checked (no key, no model).
+    """
+    from framemark import keys as keystore
+    from framemark.detect import verify as verifier
+    from framemark.generator import pipeline
+
+    try:
+        key = keystore.load_watermark_key(key_file)
+        pipe = pipeline.load_pipeline(model_dir)
+    except FramemarkError as exc:
+        _fail(str(exc))
+    results = []
+    with click.progressbar(files, label="verifying", file=sys.stderr, hidden=len(files) == 1) as bar:
+        for path in bar:
+            results.append(verifier.verify_file(path, key=key, pipe=pipe, fpr=fpr, steps=steps))
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            click.echo(_verdict_line(r))
+    if any(r["errors"] for r in results):
+        sys.exit(EXIT_PARTIAL)
+
+
+def _verdict_line(r: dict) -> str:
+    if r["verdict"] is None:
+        return f"{r['file']}: error: {'; '.join(r['errors'])}"
+    mark = r["watermark"]
+    if mark is None:
+        return f"{r['file']}: {r['verdict']}"
+    detail = (f"payload {mark['payload']} (crc {'ok' if mark['crc_ok'] else 'bad'}), p = {mark['p_value']:.3g}"
+              if mark["detected"] else f"no watermark of key {mark['key_id']} (p = {mark['p_value']:.3g})")
+    return f"{r['file']}: {r['verdict']}: {detail}"
 
 
 if __name__ == "__main__":
