@@ -62,9 +62,12 @@ def _read_prompts(path: Path) -> list[str]:
 @click.option("--no-watermark", is_flag=True, help="Make an unmarked clip (baselines); marking is on by default.")
 @click.option("--key", "key_file", type=click.Path(path_type=Path),
               help="Watermark key file (default: $FRAMEMARK_HOME/watermark-key.json, created when absent).")
+@click.option("--clip-id", "clip_id", default=None,
+              help="48-bit clip identifier (12 hex digits) to embed instead of a random one; reproduces a marked "
+                   "clip bit for bit. With --prompts, clip i gets clip-id + i.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per clip instead of prose.")
 def generate(prompt, output, prompts_file, seed, steps, frames, height, width, guidance, model_dir, device,
-             no_watermark, key_file, as_json):
+             no_watermark, key_file, clip_id, as_json):
     """Generate a clip from PROMPT (or one per line of --prompts) as an H.264 MP4.
 
     Every clip carries the invisible watermark of this machine's key unless --no-watermark is given. The same
@@ -72,9 +75,17 @@ def generate(prompt, output, prompts_file, seed, steps, frames, height, width, g
     """
     from framemark import keys
     from framemark.generator import emit, pipeline
+    from framemark.watermark import Payload
 
     if (prompt is None) == (prompts_file is None):
         _fail("give either a PROMPT or --prompts FILE (not both)")
+    first_id = None
+    if clip_id is not None:
+        try:
+            first_id = int(clip_id, 16)
+            Payload(first_id)
+        except ValueError:
+            _fail(f"--clip-id must be at most 12 hex digits (got {clip_id!r})")
     prompts = [prompt] if prompts_file is None else _read_prompts(prompts_file)
     requests = [pipeline.GenerationRequest(prompt=p, seed=seed + i, steps=steps, frames=frames, height=height,
                                            width=width, guidance_scale=guidance) for i, p in enumerate(prompts)]
@@ -108,9 +119,10 @@ def generate(prompt, output, prompts_file, seed, steps, frames, height, width, g
     failures = 0
     with click.progressbar(length=len(requests), label="generating", file=sys.stderr,
                            hidden=len(requests) == 1) as bar:
-        for request, target in zip(requests, targets):
+        for i, (request, target) in enumerate(zip(requests, targets)):
+            payload = Payload((first_id + i) % 2**48) if first_id is not None else None
             try:
-                clip = emit.emit_clip(pipe, request, target, key=key)
+                clip = emit.emit_clip(pipe, request, target, key=key, payload=payload)
             except FramemarkError as exc:
                 failures += 1
                 _report_failure(request, target, exc, as_json)

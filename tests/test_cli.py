@@ -29,12 +29,27 @@ def run(*args: str):
 def test_generate_writes_an_h264_clip_and_same_seed_gives_same_frames(tmp_path):
     a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
     for target in (a, b):
-        result = run("generate", "a red circle moving left", "-o", str(target), "--seed", "5", *FAST)
+        result = run("generate", "a red circle moving left", "-o", str(target), "--seed", "5", "--no-watermark",
+                     *FAST)
         assert result.exit_code == 0, result.output
     info = probe_video(a)
     assert (info.codec, info.width, info.height, info.num_frames, info.fps) == ("h264", 128, 128, 17, 8)
     assert np.array_equal(read_video(a).frames, read_video(b).frames)
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_marked_clips_are_unique_per_clip_id_and_reproducible_with_it(tmp_path):
+    """Each marked clip carries its own random clip id (so frames differ); the same id reproduces it exactly."""
+    paths = [tmp_path / f"{name}.mp4" for name in ("r1", "r2", "f1", "f2")]
+    ids = [None, None, "0123456789ab", "0123456789ab"]
+    for path, clip_id in zip(paths, ids):
+        extra = ["--clip-id", clip_id] if clip_id else []
+        result = run("generate", "a red circle moving left", "-o", str(path), "--seed", "5", "--json", *extra, *FAST)
+        assert result.exit_code == 0, result.output
+    r1, r2, f1, f2 = (read_video(p).frames for p in paths)
+    assert not np.array_equal(r1, r2)
+    assert paths[2].read_bytes() == paths[3].read_bytes()
+    assert run("generate", "a red circle", "-o", str(tmp_path / "x.mp4"), "--clip-id", "xyz").exit_code == 2
 
 
 def test_generate_json_output_is_machine_readable(tmp_path):
