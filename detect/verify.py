@@ -91,6 +91,9 @@ def verify_file(path: str | os.PathLike, *, key: WatermarkKey | None, pipe, fpr:
         result["errors"].append(str(exc))
         result["verdict"] = None
         return result
+    if video.truncated:
+        # still checked (a partial clip can carry the mark), but the file is damaged and the caller must know
+        result["errors"].append(f"file is truncated or damaged: only {video.frames.shape[0]} frame(s) decoded")
     if key is None:
         result["errors"].append("no watermark key: the watermark was not checked")
     else:
