@@ -27,6 +27,7 @@ import torch
 from framemark import media
 from framemark.detect import inversion, verify
 from framemark.generator import emit, pipeline, world
+from framemark.generator.architecture import MAX_SEQUENCE_LENGTH
 from framemark.watermark import Payload, WatermarkKey, extract
 
 
@@ -37,9 +38,7 @@ def _agree(a: torch.Tensor, b: torch.Tensor) -> float:
 def measure(pipe, key: WatermarkKey, specs, steps: int, workdir: Path) -> list[dict]:
     rows = []
     vae = pipe.vae
-    zd = vae.config.z_dim
-    mean = torch.tensor(vae.config.latents_mean).view(1, zd, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, zd, 1, 1, 1)
+    mean, std = inversion.latent_normalisation(vae)
     for i, spec in enumerate(specs):
         request = pipeline.GenerationRequest(prompt=world.canonical_prompt(spec), seed=9000 + i)
         payload = Payload.random()
@@ -48,7 +47,7 @@ def measure(pipe, key: WatermarkKey, specs, steps: int, workdir: Path) -> list[d
             x0 = pipe(prompt=request.prompt, negative_prompt="", height=request.height, width=request.width,
                       num_frames=request.frames, num_inference_steps=request.steps,
                       guidance_scale=request.guidance_scale, latents=z_t.clone(), output_type="latent",
-                      max_sequence_length=512).frames
+                      max_sequence_length=MAX_SEQUENCE_LENGTH).frames
             video = vae.decode(x0 * std + mean).sample.clamp(-1, 1)
         frames = ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
         row = {"prompt": request.prompt, "seed": request.seed}

@@ -34,16 +34,22 @@ def conform_frames(frames: np.ndarray, num_frames: int, height: int, width: int)
     return np.ascontiguousarray(frames)
 
 
+def latent_normalisation(vae, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std), shaped (1,C,1,1,1): WanPipeline decodes ``latents * std + mean``."""
+    shape = (1, vae.config.z_dim, 1, 1, 1)
+    mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32, device=device).view(shape)
+    std = torch.tensor(vae.config.latents_std, dtype=torch.float32, device=device).view(shape)
+    return mean, std
+
+
 @torch.no_grad()
 def encode_latents(pipe, frames: np.ndarray) -> torch.Tensor:
     """uint8 frames (T,H,W,3) -> normalised latents (1,C,t,h,w), the space the transformer samples in."""
     vae = pipe.vae
     x = torch.from_numpy(frames).to(torch.float32).permute(3, 0, 1, 2)[None] / 127.5 - 1.0
-    mean = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mean.float()
-    z_dim = vae.config.z_dim
-    lat_mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32, device=mean.device).view(1, z_dim, 1, 1, 1)
-    lat_std = torch.tensor(vae.config.latents_std, dtype=torch.float32, device=mean.device).view(1, z_dim, 1, 1, 1)
-    return (mean - lat_mean) / lat_std  # inverse of WanPipeline's `latents * std + mean` before decoding
+    posterior_mean = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mean.float()
+    mean, std = latent_normalisation(vae, posterior_mean.device)
+    return (posterior_mean - mean) / std
 
 
 def _flow_sigmas(pipe, steps: int) -> torch.Tensor:

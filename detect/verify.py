@@ -18,12 +18,7 @@ from framemark.errors import FramemarkError
 from framemark.generator import pipeline as gen_pipeline
 from framemark.watermark import Extraction, WatermarkKey, extract
 
-from . import inversion
-
-DEFAULT_FPR = 1e-6
-# Euler inversion steps: 10 recovers as many signs as 20 within noise on the default model and halves the time
-# (bench/watermark.py measures both).
-DEFAULT_INVERSION_STEPS = 10
+from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS, inversion
 
 
 @dataclass(frozen=True)

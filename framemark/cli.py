@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from framemark import __version__
+from framemark.detect import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
 from framemark.errors import FramemarkError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 2, 3
@@ -187,13 +188,14 @@ def keys_show():
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--fpr", default=1e-6, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True),
+@click.option("--fpr", default=DEFAULT_FPR, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True),
               help="False-positive rate: detected when the p-value is at most this.")
 @click.option("--key", "key_file", type=click.Path(path_type=Path),
               help="Watermark key file (default: $FRAMEMARK_HOME/watermark-key.json).")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path),
               help="Diffusers model folder the clips came from (default: the embedded model).")
-@click.option("--steps", default=10, show_default=True, type=click.IntRange(1, 200), help="Inversion steps.")
+@click.option("--steps", default=DEFAULT_INVERSION_STEPS, show_default=True, type=click.IntRange(1, 200),
+              help="Inversion steps.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
 def verify(files, fpr, key_file, model_dir, steps, as_json):
     """Check FILES for the watermark and report a verdict for each.
