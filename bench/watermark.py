@@ -63,13 +63,13 @@ def measure(pipe, key: WatermarkKey, specs, steps: int, workdir: Path) -> list[d
         path = workdir / f"marked-{i}.mp4"
         media.write_video(path, frames, fps=request.fps)
         start = time.perf_counter()
-        ex = verify.recover_watermark(pipe, key, media.read_video(path).frames, steps=steps)
+        ex = verify.recover_watermark(pipe, key, media.read_video(path).frames, steps=steps).extraction
         row["file"] = {"detected": ex.detected, "payload_exact": ex.payload == payload,
                        "log10_p": ex.log10_p_value, "seconds": time.perf_counter() - start}
         plain = pipeline.generate_frames(pipe, request)
         clean_path = workdir / f"unmarked-{i}.mp4"
         media.write_video(clean_path, plain, fps=request.fps)
-        ex = verify.recover_watermark(pipe, key, media.read_video(clean_path).frames, steps=steps)
+        ex = verify.recover_watermark(pipe, key, media.read_video(clean_path).frames, steps=steps).extraction
         row["unmarked_file"] = {"detected": ex.detected, "p_value": ex.p_value}
         rows.append(row)
         print(f"\r  {i + 1}/{len(specs)} clips", end="", file=sys.stderr, flush=True)

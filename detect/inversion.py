@@ -90,8 +90,3 @@ def unconditional_embeddings(pipe) -> torch.Tensor:
 
     return encode_prompts(pipe.tokenizer, pipe.text_encoder, [""], MAX_SEQUENCE_LENGTH).to(pipe.transformer.dtype)
 
-
-def recover_noise(pipe, frames: np.ndarray, num_frames: int, height: int, width: int, steps: int) -> torch.Tensor:
-    """Frames of any length and size -> the recovered initial noise z_T (1,C,t,h,w)."""
-    conformed = conform_frames(frames, num_frames, height, width)
-    return invert_flow(pipe, encode_latents(pipe, conformed), steps)

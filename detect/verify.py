@@ -7,10 +7,12 @@ they are built.
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from framemark import media
@@ -28,6 +30,30 @@ class GenerationShape:
     width: int
 
 
+@dataclass(frozen=True)
+class Hypothesis:
+    """How the uploaded clip may relate to the generated one: its generated shape and the centre crop applied
+    (the fraction of each side that was kept and scaled back up; 1.0 = not cropped)."""
+
+    shape: GenerationShape
+    crop: float
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """The extraction under the first hypothesis that detected the mark (else the strongest one); its p-value is
+    already corrected for every hypothesis the search could have tried."""
+
+    extraction: Extraction
+    hypothesis: Hypothesis
+    hypotheses_tried: int
+    hypotheses_total: int
+
+
+# Centre crops the search undoes, after "not cropped". A crop between grid points is only partly undone.
+CROP_FRACTIONS: tuple[float, ...] = (0.9, 0.8)
+
+
 def generation_shape(num_frames: int, height: int, width: int) -> GenerationShape:
     """The shape the clip was most likely generated at: its own when the model can make it, else the default.
 
@@ -39,20 +65,84 @@ def generation_shape(num_frames: int, height: int, width: int) -> GenerationShap
         gen_pipeline.validate(request)
         return GenerationShape(num_frames, height, width)
     except FramemarkError:
-        default = gen_pipeline.GenerationRequest(prompt="x")
-        return GenerationShape(default.frames, default.height, default.width)
+        return default_shape()
+
+
+def default_shape() -> GenerationShape:
+    default = gen_pipeline.GenerationRequest(prompt="x")
+    return GenerationShape(default.frames, default.height, default.width)
+
+
+def hypotheses(num_frames: int, height: int, width: int) -> list[Hypothesis]:
+    """Every (generated shape, crop) the search may try, most likely first.
+
+    The generated shape is the clip's own when the model can make it; the default shape is added when that
+    differs, because a default clip with frames dropped (17 -> 13) also has a valid shape of its own.
+    """
+    shapes = [generation_shape(num_frames, height, width)]
+    if shapes[0] != default_shape():
+        shapes.append(default_shape())
+    found = [Hypothesis(shape, 1.0) for shape in shapes]
+    found += [Hypothesis(shapes[0], crop) for crop in CROP_FRACTIONS]
+    return found
+
+
+def uncrop(frames: np.ndarray, crop: float) -> np.ndarray:
+    """Undo a centre crop of ``crop`` that was scaled back to full size: shrink the frames by ``crop`` into the
+    centre of a canvas of the original size. The lost border is filled by reflection; it carries no mark."""
+    if crop >= 1.0:
+        return frames
+    h, w = frames.shape[1:3]
+    ih, iw = max(1, round(h * crop)), max(1, round(w * crop))
+    top, left = (h - ih) // 2, (w - iw) // 2
+    out = []
+    for f in frames:
+        small = cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA)
+        out.append(cv2.copyMakeBorder(small, top, h - ih - top, left, w - iw - left, cv2.BORDER_REFLECT_101))
+    return np.stack(out)
+
+
+def interior_mask(crop: float, height: int, width: int, scale: int) -> np.ndarray | None:
+    """(height // scale, width // scale) latent cells lying wholly inside what ``uncrop`` restored; None when
+    nothing was cropped. Fixed by the hypothesis alone, so restricting the test to them keeps it exact."""
+    if crop >= 1.0:
+        return None
+    ih, iw = max(1, round(height * crop)), max(1, round(width * crop))
+    top, left = (height - ih) // 2, (width - iw) // 2
+    ys = np.arange(height // scale) * scale
+    xs = np.arange(width // scale) * scale
+    rows = (ys >= top) & (ys + scale <= top + ih)
+    cols = (xs >= left) & (xs + scale <= left + iw)
+    return rows[:, None] & cols[None, :]
 
 
 def recover_watermark(pipe, key: WatermarkKey, frames: np.ndarray, fpr: float = DEFAULT_FPR,
-                      steps: int = DEFAULT_INVERSION_STEPS) -> Extraction:
-    """uint8 frames (T,H,W,3) of a possibly edited clip -> the watermark extraction under ``key``."""
-    shape = generation_shape(frames.shape[0], frames.shape[1], frames.shape[2])
-    z_hat = inversion.recover_noise(pipe, frames, shape.frames, shape.height, shape.width, steps)
-    latent_frames = (shape.frames - 1) // pipe.vae_scale_factor_temporal + 1
-    return extract(key, z_hat, fpr=fpr, template_frames=latent_frames)
+                      steps: int = DEFAULT_INVERSION_STEPS) -> Recovery:
+    """uint8 frames (T,H,W,3) of a possibly edited clip -> the watermark extraction under ``key``.
+
+    Tries the hypotheses in order and stops at the first detection. Each hypothesis is tested at
+    ``fpr / H`` and its p-value multiplied by H (H = all hypotheses, tried or not): by the union bound the
+    chance that an unmarked clip is detected under any of them stays <= ``fpr``, whenever the search stops.
+    """
+    candidates = hypotheses(*frames.shape[:3])
+    total = len(candidates)
+    best: tuple[Extraction, Hypothesis] | None = None
+    for tried, hyp in enumerate(candidates, start=1):
+        conformed = inversion.conform_frames(frames, hyp.shape.frames, hyp.shape.height, hyp.shape.width)
+        z_hat = inversion.invert_flow(pipe, inversion.encode_latents(pipe, uncrop(conformed, hyp.crop)), steps)
+        latent_frames = (hyp.shape.frames - 1) // pipe.vae_scale_factor_temporal + 1
+        mask = interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, pipe.vae_scale_factor_spatial)
+        ex = extract(key, z_hat, fpr=fpr / total, template_frames=latent_frames, mask=mask)
+        log_p = min(0.0, ex.log10_p_value + math.log10(total))
+        ex = replace(ex, p_value=10.0 ** log_p, log10_p_value=log_p, fpr=fpr)
+        if best is None or ex.log10_p_value < best[0].log10_p_value:
+            best = (ex, hyp)
+        if ex.detected:
+            break
+    return Recovery(extraction=best[0], hypothesis=best[1], hypotheses_tried=tried, hypotheses_total=total)
 
 
-def _tamper_summary(ex: Extraction) -> dict:
+def tamper_summary(ex: Extraction) -> dict:
     """Which latent frames look foreign or out of place, from the agreement maps."""
     assignment = list(ex.frame_assignment)
     expected = list(range(len(assignment)))
@@ -92,9 +182,20 @@ def verify_file(path: str | os.PathLike, *, key: WatermarkKey | None, pipe, fpr:
     if key is None:
         result["errors"].append("no watermark key: the watermark was not checked")
     else:
-        ex = recover_watermark(pipe, key, video.frames, fpr=fpr, steps=steps)
+        recovery = recover_watermark(pipe, key, video.frames, fpr=fpr, steps=steps)
+        ex = recovery.extraction
         mark = ex.to_dict()
-        mark["tamper"] = _tamper_summary(ex)
+        mark["alignment"] = {"generated_frames": recovery.hypothesis.shape.frames,
+                             "generated_size": [recovery.hypothesis.shape.height, recovery.hypothesis.shape.width],
+                             "crop_undone": recovery.hypothesis.crop,
+                             "hypotheses_tried": recovery.hypotheses_tried,
+                             "hypotheses_total": recovery.hypotheses_total}
+        mark["tamper"] = tamper_summary(ex)
+        if ex.detected and not ex.crc_ok:
+            # the key's mark is there (the p-value says so) but the 64 bits are too damaged to trust: never hand
+            # out a clip id that would resolve to someone else's clip
+            mark["payload"], mark["clip_id"] = None, None
+            mark["payload_unreadable"] = True
         result["watermark"] = mark
         if ex.detected:
             tampered = mark["tamper"]["foreign_latent_frames"] or mark["tamper"]["reordered"]

@@ -62,7 +62,8 @@ def load_pipeline(model_dir: str | os.PathLike | None = None, device: str = "cpu
         lib.set_verbosity_error()
         lib.disable_progress_bar()
     try:
-        pipe = WanPipeline.from_pretrained(folder, local_files_only=True)
+        # weights are stored in fp16 (half the repository size); computation is fp32 on every device
+        pipe = WanPipeline.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         pipe.to(device)
     except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
         raise ModelError(f"cannot load model from {folder}: {exc}") from exc

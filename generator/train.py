@@ -355,9 +355,13 @@ def train_dit(run: RunConfig, out: Path, device: torch.device, vae, init: Path |
 # ---------------------------------------------------------------------------------------------------- export
 
 def export(vae, transformer, text_encoder, folder: Path, report: dict) -> None:
-    """Write the diffusers folder (fp32 safetensors) and the training record beside the weights."""
-    pipe = architecture.build_pipeline(vae=vae.float().cpu(), transformer=transformer.float().cpu(),
-                                       text_encoder=text_encoder.float().cpu())
+    """Write the diffusers folder and the training record beside the weights.
+
+    Weights are stored in fp16 (the shipped format: half the size in git, and every version stays in history);
+    ``load_pipeline`` computes in fp32. Training itself keeps fp32 master weights.
+    """
+    pipe = architecture.build_pipeline(vae=copy.deepcopy(vae).half().cpu(), transformer=copy.deepcopy(transformer).half().cpu(),
+                                       text_encoder=copy.deepcopy(text_encoder).half().cpu())
     pipe.save_pretrained(folder, safe_serialization=True)
     (folder / "training.json").write_text(json.dumps(report, indent=2) + "\n")
 
@@ -368,7 +372,7 @@ def _load_vae_stage(out: Path, device: torch.device, pretrained: Path | None = N
     if pretrained is not None:
         from diffusers import AutoencoderKLWan
 
-        vae = AutoencoderKLWan.from_pretrained(pretrained).to(device)
+        vae = AutoencoderKLWan.from_pretrained(pretrained).float().to(device)
         record = json.loads((pretrained / "training.json").read_text()) if (pretrained / "training.json").exists() else {}
         return vae, {"step": record.get("steps", 0), "seconds": record.get("seconds", 0.0),
                      "history": record.get("history", [])}
@@ -437,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"vae stage done: {res['steps']} steps in {res['seconds'] / 60:.1f} min")
         if args.stage == "vae":
             folder = args.out / "vae"
-            res["model"].float().cpu().save_pretrained(folder, safe_serialization=True, max_shard_size="15MB")
+            res["model"].half().cpu().save_pretrained(folder, safe_serialization=True)
             (folder / "training.json").write_text(json.dumps(
                 {"steps": res["steps"], "seconds": res["seconds"], "history": res["history"],
                  "config": asdict(run.vae), "initialised_from": _previous_record(args.init_vae)},

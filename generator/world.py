@@ -10,6 +10,11 @@ Why the world looks the way it does:
   clip by a simple, transparent oracle (``oracle.py``), which makes prompt following measurable.
 - A fixed set of (colour, shape, motion) combinations is held out of training; generating those and reading them
   back measures compositional generalisation rather than memorisation.
+- Every background carries a *surface*: an achromatic random field (mottled light, like film grain at the
+  scale of the latent grid) that changes smoothly from one latent frame to the next. It is not in the caption: it
+  is what the initial noise decides. Without it a clip is almost fully determined by its caption, the sampler
+  maps most of the initial noise onto the same few pictures, and nothing keyed into that noise (the watermark)
+  can be read back from pixels; real footage has this entropy by nature (docs/watermark.md, "The surface").
 - ``render_photo_pans`` adds colour camera pans over real photographs; only the VAE sees those, so that it also
   reconstructs natural footage reasonably (the verifier encodes arbitrary uploads with it).
 """
@@ -41,6 +46,13 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 MOTIONS: tuple[str, ...] = ("left", "right", "up", "down", "bouncing", "growing")
 BACKGROUNDS: tuple[str, ...] = ("flat", "gradient", "texture")
+
+# The surface field: one independent grid per latent frame (the VAE folds 4 frames into one), a quarter of the
+# frame's resolution in space (finer than the 8-pixel latent cells, which carry it in their 16 channels), and
+# this standard deviation on the [0, 1] scale (about 13 grey levels).
+SURFACE_STD = 0.05
+SURFACE_CELL = 4
+SURFACE_FRAME_STRIDE = 4
 
 DEFAULT_FRAMES = 17
 DEFAULT_SIZE = 128
@@ -301,7 +313,7 @@ def _trajectories(motion_ids: torch.Tensor, h: int, w: int, frames: int, gen: to
 
 def _backgrounds(kinds: list[str], h: int, w: int, frames: int, gen: torch.Generator,
                  device: torch.device) -> torch.Tensor:
-    """(B,3,T,H,W) grey backgrounds in [0,1], static over time."""
+    """(B,3,T,H,W) grey backgrounds in [0,1], static over time (the surface is added by ``render``)."""
     b = len(kinds)
     out = torch.empty(b, 3, frames, h, w, device=device)
     textures = _images_on(TEXTURE_IMAGES, True, device)
@@ -330,6 +342,19 @@ def _backgrounds(kinds: list[str], h: int, w: int, frames: int, gen: torch.Gener
     return out
 
 
+def _surface(b: int, h: int, w: int, frames: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(B,1,T,H,W) zero-mean achromatic field: i.i.d. normal knots every SURFACE_FRAME_STRIDE frames on a grid of
+    SURFACE_CELL pixels, linear in time and bicubic in space between knots, scaled to SURFACE_STD."""
+    knots_t = (frames - 1 + SURFACE_FRAME_STRIDE - 1) // SURFACE_FRAME_STRIDE + 1
+    gh, gw = max(1, h // SURFACE_CELL), max(1, w // SURFACE_CELL)
+    knots = torch.randn(b, 1, knots_t, gh, gw, generator=gen).to(device)
+    span = (knots_t - 1) * SURFACE_FRAME_STRIDE + 1  # frames the knots cover; trimmed to the clip below
+    field = F.interpolate(knots, size=(span, gh, gw), mode="trilinear", align_corners=True)[:, :, :frames]
+    field = F.interpolate(field.flatten(1, 2), size=(h, w), mode="bicubic", align_corners=False)
+    field = field.view(b, 1, frames, h, w)
+    return field * (SURFACE_STD / field.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6))
+
+
 def render(specs: list[SceneSpec], frames: int = DEFAULT_FRAMES, height: int = DEFAULT_SIZE,
            width: int = DEFAULT_SIZE, seed: int = 0, device: str | torch.device = "cpu") -> torch.Tensor:
     """Render scenes to a float tensor (B,3,T,H,W) in [0,1]; same specs and seed give the same clips."""
@@ -342,6 +367,7 @@ def render(specs: list[SceneSpec], frames: int = DEFAULT_FRAMES, height: int = D
     colours = (colours + (torch.rand(b, 3, generator=gen).to(device) - 0.5) * 0.06).clamp(0, 1)
 
     background = _backgrounds([s.background for s in specs], height, width, frames, gen, device)
+    background = (background + _surface(b, height, width, frames, gen, device)).clamp(0, 1)
     cx, cy, radius = _trajectories(motion_ids, height, width, frames, gen, device)
     ys = torch.arange(height, device=device, dtype=torch.float32).view(1, 1, height, 1) + 0.5
     xs = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, 1, width) + 0.5

@@ -249,6 +249,9 @@ class Extraction:
     frame_agreement: np.ndarray
     cell_agreement: np.ndarray
     log10_p_value: float = 0.0  # log10 of p_value, finite even where p_value underflows to 0.0
+    # the 64 bits soft Viterbi chose, whether or not the mark was detected: for measuring payload bit accuracy,
+    # meaningless as evidence (an unmarked clip decodes to some 64 bits too)
+    decoded_bits: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (plain Python types; agreements rounded to 4 decimals, p-values to 4 digits)."""
@@ -274,13 +277,28 @@ class Extraction:
         }
 
 
-def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template_frames: int | None = None
-            ) -> Extraction:
+def _usable_elements(mask, c: int, h: int, w: int) -> np.ndarray:
+    """Boolean (C*H*W,) in the flat element order of a latent frame: True where ``mask`` (H, W) allows."""
+    if mask is None:
+        return np.ones(c * h * w, dtype=bool)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (h, w):
+        raise ValueError(f"mask must have the latent's spatial shape {(h, w)}, got {mask.shape}")
+    if not mask.any():
+        raise ValueError("mask selects no position")
+    return np.broadcast_to(mask, (c, h, w)).reshape(-1)
+
+
+def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template_frames: int | None = None,
+            mask=None) -> Extraction:
     """Detect the watermark of ``key`` in recovered initial noise ``z_hat`` and decode its payload.
 
     ``z_hat``: ``(C, T_rec, H, W)`` or ``(1, C, T_rec, H, W)``, torch or numpy. ``template_frames`` is the number
     of latent frames the clip was generated with (default ``T_rec``; pass it when frames may have been dropped
-    or added, since the key stream depends on the generated shape).
+    or added, since the key stream depends on the generated shape). ``mask`` (optional, boolean ``(H, W)``):
+    the latent positions that can carry the mark, e.g. the interior after a crop was undone; detection and
+    decoding then use only those positions (in every channel and frame). It must be chosen without looking at
+    ``z_hat`` for the p-value to stay exact; the maps still cover every position.
 
     1. **Frame alignment.** ``frame_matrix[j, k]`` is the fraction of template frame ``k``'s pilot positions at
        which recovered frame ``j`` has the pilot's sign. Each recovered frame ``j`` is assigned
@@ -332,19 +350,22 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
     shape = (c, t_tpl, h, w)
     layout = _layout(key.secret, shape)
     frames = _latent_to_frames(z)  # (T_rec, N)
-    n_pilot = layout.n_pilot
+    usable = _usable_elements(mask, c, h, w)
+    pilot_idx = [idx[usable[idx]] for idx in layout.pilot_idx]
+    pilot_sign = [sign[usable[idx]] for idx, sign in zip(layout.pilot_idx, layout.pilot_sign)]
+    n_pilot = np.array([len(idx) for idx in pilot_idx], dtype=np.int64)  # per template frame
 
     # 1. frame alignment by pilot agreement
     matches = np.empty((t_rec, t_tpl), dtype=np.int64)
     for k in range(t_tpl):
-        matches[:, k] = (frames[:, layout.pilot_idx[k]] * layout.pilot_sign[k] > 0).sum(axis=1)
-    frame_matrix = matches / n_pilot
+        matches[:, k] = (frames[:, pilot_idx[k]] * pilot_sign[k] > 0).sum(axis=1)
+    frame_matrix = matches / np.maximum(n_pilot, 1)
     assignment = matches.argmax(axis=1)
 
     # 2. detection statistic over one representative recovered frame per used template frame
     used = np.unique(assignment)
     m_total = int(sum(matches[assignment == k, k].max() for k in used))
-    n_total = n_pilot * len(used)
+    n_total = int(n_pilot[used].sum())
     log_p = min(0.0, math.log(n_alignments(t_rec, t_tpl)) + binom_log_sf_half(m_total, n_total))
     p_value = math.exp(log_p)
     detected = p_value <= fpr
@@ -357,12 +378,14 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
     soft = np.zeros(N_CODE_BITS, dtype=np.float64)
     for j in range(t_rec):
         k = assignment[j]
-        vals = frames[j, layout.payload_idx[k]].astype(np.float64) * layout.payload_flip[k]
-        rms = math.sqrt(float(np.mean(vals * vals)))
+        keep = usable[layout.payload_idx[k]]
+        vals = frames[j, layout.payload_idx[k][keep]].astype(np.float64) * layout.payload_flip[k][keep]
+        rms = math.sqrt(float(np.mean(vals * vals))) if vals.size else 0.0
         if rms > 0.0 and reliability[j] > 0.0:
-            soft += np.bincount(layout.payload_code[k], weights=vals * (reliability[j] / rms),
+            soft += np.bincount(layout.payload_code[k][keep], weights=vals * (reliability[j] / rms),
                                 minlength=N_CODE_BITS)
-    decoded, crc_ok = Payload.from_bits(ecc.viterbi_decode(soft, PAYLOAD_BITS))
+    decoded_bits = ecc.viterbi_decode(soft, PAYLOAD_BITS)
+    decoded, crc_ok = Payload.from_bits(decoded_bits)
 
     # 4. agreement maps against the decoded payload's aligned template
     tpl_bits = _template_bits(layout, ecc.encode(decoded.to_bits()))  # (T_tpl, N)
@@ -386,4 +409,5 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
         frame_agreement=frame_agreement,
         cell_agreement=cell_agreement,
         log10_p_value=log_p / math.log(10.0),
+        decoded_bits=np.asarray(decoded_bits, dtype=np.uint8),
     )

@@ -1,0 +1,73 @@
+"""The edits a clip meets between generation and verification, as functions of frames.
+
+Platforms re-encode, rescale and trim what is uploaded; people brighten, blur and crop. The robustness
+benchmark and the tests apply these to real decoded frames and check what the verifier still finds. Each takes
+uint8 frames (T,H,W,3) and returns uint8 frames; the H.264 one goes through a real encoder and decoder.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from framemark import media
+
+
+def reencode(frames: np.ndarray, crf: int = 28, fps: float = 8.0) -> np.ndarray:
+    """H.264 (libx264, yuv420p) at ``crf`` and back, as a platform's transcoder does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "reencoded.mp4"
+        media.write_video(path, frames, fps=fps, crf=crf)
+        return media.read_video(path).frames
+
+
+def resize_and_back(frames: np.ndarray, scale: float = 0.75) -> np.ndarray:
+    """Downscale by ``scale`` (area) and upscale back to the original size (bicubic)."""
+    h, w = frames.shape[1:3]
+    small = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([cv2.resize(cv2.resize(f, small, interpolation=cv2.INTER_AREA), (w, h),
+                                interpolation=cv2.INTER_CUBIC) for f in frames])
+
+
+def brighten(frames: np.ndarray, factor: float = 1.08) -> np.ndarray:
+    """Multiply every pixel value by ``factor`` (clipped), e.g. +8% brightness."""
+    return np.clip(frames.astype(np.float32) * factor + 0.5, 0, 255).astype(np.uint8)
+
+
+def blur(frames: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Gaussian blur of each frame with standard deviation ``sigma`` pixels."""
+    return np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in frames])
+
+
+def drop_frames(frames: np.ndarray, fraction: float = 0.25, seed: int = 0) -> np.ndarray:
+    """Remove ``fraction`` of the frames at random positions (order kept), as a trim or frame-rate cut does."""
+    t = frames.shape[0]
+    n_drop = int(round(t * fraction))
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(t, size=t - n_drop, replace=False))
+    return frames[keep]
+
+
+def center_crop(frames: np.ndarray, fraction: float = 0.8) -> np.ndarray:
+    """Keep the central ``fraction`` of each side and resize back to the original size (bicubic)."""
+    h, w = frames.shape[1:3]
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return np.stack([cv2.resize(f[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_CUBIC)
+                     for f in frames])
+
+
+# The robustness conditions the watermark is measured under (docs/watermark.md), by name.
+STANDARD: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "clean": lambda f: f,
+    "h264_crf28": reencode,
+    "resize_0.75": resize_and_back,
+    "brightness_+8%": brighten,
+    "blur_sigma1": blur,
+    "drop_25%_frames": drop_frames,
+    "crop_80%": center_crop,
+}
