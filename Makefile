@@ -21,6 +21,7 @@ demo: install
 	@mkdir -p out
 	$(BIN)/framemark generate "a red circle moving left on a textured background" --seed 7 -o out/demo.mp4
 	@echo "demo clip: $(CURDIR)/out/demo.mp4"
+	$(BIN)/framemark verify out/demo.mp4
 
 test: install
 	$(BIN)/python -m pytest -q

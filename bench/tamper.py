@@ -3,7 +3,9 @@
     python bench/tamper.py [--clips 3] [--json]
 
 For each marked clip (default model, fixed bench key, H.264 files as `framemark generate` writes them) it makes
-three edits of the decoded frames and runs the verifier on each:
+three edits of the decoded frames and runs the verifier on each, and on the unedited frames (which must not be
+reported as tampered):
+  none     the clip as written
   swap     frames 5-8 and 9-12 exchanged (latent frames 2 and 3 of 5 change places)
   foreign  frames 13-16 replaced by the same frames of an unmarked clip of the same prompt and seed
   region   a grey box painted over the top-left quarter (64x64 pixels) of every frame
@@ -35,7 +37,7 @@ def edits(marked: np.ndarray, unmarked: np.ndarray) -> dict[str, np.ndarray]:
     foreign[13:17] = unmarked[13:17]
     region = marked.copy()
     region[:, :64, :64] = 128
-    return {"swap": swap, "foreign": foreign, "region": region}
+    return {"none": marked, "swap": swap, "foreign": foreign, "region": region}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
                     for line in cells:
                         print("   " + " ".join(f"{v:.2f}" for v in line))
                 results.append(row)
+    print("verdict-level summary (edit: clips reported tampered / reordered / with foreign frames):")
+    for name in ("none", "swap", "foreign", "region"):
+        rows = [r for r in results if r["edit"] == name]
+        flagged = [r for r in rows if r["tamper"].get("reordered") or r["tamper"].get("foreign_latent_frames")]
+        reordered = sum(bool(r["tamper"].get("reordered")) for r in rows)
+        foreign = sum(bool(r["tamper"].get("foreign_latent_frames")) for r in rows)
+        print(f"  {name:<8} {len(flagged)}/{len(rows)} tampered, {reordered} reordered, {foreign} with foreign frames")
     if args.json:
         print(json.dumps(results))
     return 0

@@ -142,24 +142,45 @@ def recover_watermark(pipe, key: WatermarkKey, frames: np.ndarray, fpr: float = 
     return Recovery(extraction=best[0], hypothesis=best[1], hypotheses_tried=tried, hypotheses_total=total)
 
 
+# How many standard errors of a frame's agreement (0.5 / sqrt(elements) under "unmarked") a tamper claim needs:
+# a frame is moved only if another template frame beats its own by this margin (of the difference), and foreign
+# only if it does not match its template frame by this much. With 4096 elements, 4 sigma is 0.031.
+TAMPER_SIGMAS = 4.0
+
+
 def tamper_summary(ex: Extraction) -> dict:
-    """Which latent frames look foreign or out of place, from the agreement maps."""
-    assignment = list(ex.frame_assignment)
-    expected = list(range(len(assignment)))
+    """Which latent frames are out of place or foreign, and how many cells look edited, from the agreement maps.
+
+    Decisions rest on ``template_matrix`` (all elements, not only pilots) and prefer the untampered reading: a
+    recovered frame stays at its own position unless another template frame matches it significantly better,
+    because neighbouring frames of a clip share content and a weak frame can match a neighbour by a hair.
+    """
     frame_agreement = [round(float(a), 3) for a in ex.frame_agreement]
-    if not ex.detected:
+    if not ex.detected or ex.template_matrix is None:
         return {"assessed": False, "frame_agreement": frame_agreement}
-    # a marked frame agrees far above chance; one below half the clip's excess over 0.5 did not come from the model
-    excess = max(ex.bit_accuracy - 0.5, 1e-6)
-    foreign = [i for i, a in enumerate(ex.frame_agreement) if a - 0.5 < 0.5 * excess]
+    m = np.asarray(ex.template_matrix)
+    t_rec, t_tpl = m.shape
+    sigma = 0.5 / math.sqrt(max(ex.template_elements, 1))
+    assignment = []
+    for j in range(t_rec):
+        best = int(m[j].argmax())
+        own = j if j < t_tpl else None
+        moved = own is None or m[j, best] - m[j, own] > TAMPER_SIGMAS * math.sqrt(2.0) * sigma
+        assignment.append(best if moved else own)
+    agreement = [float(m[j, k]) for j, k in enumerate(assignment)]
+    foreign = [j for j, a in enumerate(agreement) if a < 0.5 + TAMPER_SIGMAS * sigma]
+    placed = [k for j, k in enumerate(assignment) if j not in foreign]
+    reordered = placed != sorted(placed) or len(set(placed)) != len(placed)
+    # a cell is low when it is closer to chance than to the clip's typical agreement
+    typical = float(np.median([a for j, a in enumerate(agreement) if j not in foreign] or [0.5]))
     cells = np.asarray(ex.cell_agreement)
-    edited_cells = int(((cells - 0.5) < 0.5 * excess).sum())
+    edited_cells = int(((cells - 0.5) < 0.5 * max(typical - 0.5, 1e-6)).sum())
     return {
         "assessed": True,
         "frame_assignment": assignment,
-        "reordered": assignment != expected and not foreign,
+        "reordered": bool(reordered),
         "foreign_latent_frames": foreign,
-        "frame_agreement": frame_agreement,
+        "frame_agreement": [round(a, 3) for a in agreement],
         "low_agreement_cells": edited_cells,
         "cells": int(cells.size),
     }

@@ -252,6 +252,10 @@ class Extraction:
     # the 64 bits soft Viterbi chose, whether or not the mark was detected: for measuring payload bit accuracy,
     # meaningless as evidence (an unmarked clip decodes to some 64 bits too)
     decoded_bits: np.ndarray | None = None
+    # (T_rec, T_tpl) sign agreement of each recovered frame with each template frame of the decoded payload, over
+    # ``template_elements`` elements per frame (all usable ones, not only pilots)
+    template_matrix: np.ndarray | None = None
+    template_elements: int = 0
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (plain Python types; agreements rounded to 4 decimals, p-values to 4 digits)."""
@@ -394,6 +398,10 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
     hc, wc = h // cell, w // cell
     cells = agree.reshape(t_rec, c, h, w)[:, :, : hc * cell, : wc * cell]
     cell_agreement = cells.reshape(t_rec, c, hc, cell, wc, cell).mean(axis=(1, 3, 5))
+    # every recovered frame against every template frame, on all usable elements: 4x the pilots' evidence,
+    # which is what tamper decisions about single frames need
+    signs = (frames[:, usable] > 0).astype(np.float32) * 2.0 - 1.0  # (T_rec, N_usable)
+    template_matrix = (signs @ (2.0 * tpl_bits[:, usable].astype(np.float32) - 1.0).T / usable.sum() + 1.0) / 2.0
 
     return Extraction(
         detected=bool(detected),
@@ -410,4 +418,6 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
         cell_agreement=cell_agreement,
         log10_p_value=log_p / math.log(10.0),
         decoded_bits=np.asarray(decoded_bits, dtype=np.uint8),
+        template_matrix=template_matrix.astype(np.float64),
+        template_elements=int(usable.sum()),
     )
