@@ -27,6 +27,8 @@ import torch
 
 from framemark.generator import oracle, pipeline, world
 
+from common import add_model_arguments, load_model
+
 
 def vae_psnr(pipe, clips: int, seed: int = 2024) -> float:
     """Mean PSNR (dB, signal range [-1, 1]) of encode->decode over held-out procedural clips."""
@@ -72,16 +74,13 @@ def seconds_per_clip(pipe, runs: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="diffusers folder (default: the embedded model)")
     ap.add_argument("--clips", type=int, default=100, help="generated clips per oracle measurement")
     ap.add_argument("--psnr-clips", type=int, default=48)
     ap.add_argument("--timing-runs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    add_model_arguments(ap)
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    pipe = pipeline.load_pipeline(args.model)
+    pipe = load_model(args)
     started = time.perf_counter()
     result = {
         "model": str(pipeline.model_dir_or_default(args.model)),

@@ -22,12 +22,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from framemark import media
 from framemark.detect import verify
 from framemark.generator import emit, pipeline, world
-from framemark.watermark import Payload, WatermarkKey
+from framemark.watermark import Payload
+
+from common import BENCH_KEY, add_model_arguments, load_model
 
 
 def edits(marked: np.ndarray, unmarked: np.ndarray) -> dict[str, np.ndarray]:
@@ -43,12 +44,10 @@ def edits(marked: np.ndarray, unmarked: np.ndarray) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true")
+    add_model_arguments(ap)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    pipe = pipeline.load_pipeline()
-    key = WatermarkKey(bytes(range(32)))
+    pipe = load_model(args)
+    key = BENCH_KEY
     rng = random.Random(5)
     results = []
     with tempfile.TemporaryDirectory() as tmp:

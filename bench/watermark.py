@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from framemark import media
@@ -29,6 +28,8 @@ from framemark.detect import inversion, verify
 from framemark.generator import emit, pipeline, world
 from framemark.generator.architecture import MAX_SEQUENCE_LENGTH
 from framemark.watermark import Payload, WatermarkKey, extract
+
+from common import BENCH_KEY, add_model_arguments, load_model
 
 
 def _agree(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -81,13 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--steps", type=int, default=verify.DEFAULT_INVERSION_STEPS, help="inversion steps")
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true")
+    add_model_arguments(ap)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    pipe = pipeline.load_pipeline(args.model)
-    key = WatermarkKey(bytes(range(32)))  # a fixed bench key: results are reproducible
+    pipe = load_model(args)
+    key = BENCH_KEY
     combos = sorted(world.heldout_combos()) + world.train_combos()[::9]
     specs = [world.SceneSpec(*combos[(i * 7) % len(combos)], background=world.BACKGROUNDS[i % 3])
              for i in range(args.clips)]

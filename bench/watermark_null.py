@@ -20,8 +20,10 @@ import torch
 
 from framemark.watermark import Payload, WatermarkKey, embed, extract
 
+from common import BENCH_KEY, p_value_histogram
+
+
 SHAPE = (1, 16, 5, 16, 16)
-BINS = [0.0, 1e-6, 1e-3, 0.01, 0.05, 0.1, 0.5, 1.0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(7)
-    key = WatermarkKey(bytes(range(32)))
+    key = BENCH_KEY
     marked = embed(key, Payload(0xABCDEF012345), SHAPE, seed=1)
     wrong = [extract(WatermarkKey(rng.bytes(32)), marked).p_value for _ in range(args.wrong_keys)]
     right = extract(key, marked)
@@ -44,10 +46,6 @@ def main(argv: list[str] | None = None) -> int:
             z = z[:, :, :1].expand(SHAPE).contiguous()
         unmarked.append(extract(key, z).p_value)
 
-    def histogram(ps):
-        counts, _ = np.histogram(ps, bins=BINS)
-        return {f"({lo:g}, {hi:g}]": int(c) for lo, hi, c in zip(BINS[:-1], BINS[1:], counts)}
-
     result = {
         "wrong_keys": args.wrong_keys,
         "wrong_key_detections": int(sum(p <= 1e-6 for p in wrong)),
@@ -56,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         "unmarked": args.unmarked,
         "unmarked_detections": int(sum(p <= 1e-6 for p in unmarked)),
         "unmarked_share_p_le": {str(a): float(np.mean(np.asarray(unmarked) <= a)) for a in (0.01, 0.05, 0.1, 0.5)},
-        "wrong_key_histogram": histogram(wrong),
-        "unmarked_histogram": histogram(unmarked),
+        "wrong_key_histogram": p_value_histogram(wrong),
+        "unmarked_histogram": p_value_histogram(unmarked),
     }
     print(f"marked noise, right key: log10 p = {result['right_key_log10_p']:.1f}")
     print(f"{args.wrong_keys} wrong keys: {result['wrong_key_detections']} detections, min p {result['wrong_key_min_p']:.3g}")

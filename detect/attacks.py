@@ -52,11 +52,17 @@ def drop_frames(frames: np.ndarray, fraction: float = 0.25, seed: int = 0) -> np
     return frames[keep]
 
 
+def centre_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
+    """(top, left, box height, box width) of the central ``fraction`` of each side, in whole pixels; the
+    verifier undoes crops with the same geometry."""
+    ch, cw = max(1, round(height * fraction)), max(1, round(width * fraction))
+    return (height - ch) // 2, (width - cw) // 2, ch, cw
+
+
 def center_crop(frames: np.ndarray, fraction: float = 0.8) -> np.ndarray:
     """Keep the central ``fraction`` of each side and resize back to the original size (bicubic)."""
     h, w = frames.shape[1:3]
-    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    y0, x0, ch, cw = centre_box(h, w, fraction)
     return np.stack([cv2.resize(f[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_CUBIC)
                      for f in frames])
 

@@ -20,7 +20,7 @@ from framemark.errors import FramemarkError
 from framemark.generator import pipeline as gen_pipeline
 from framemark.watermark import Extraction, WatermarkKey, extract
 
-from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS, inversion
+from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS, attacks, inversion
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,7 @@ def uncrop(frames: np.ndarray, crop: float) -> np.ndarray:
     if crop >= 1.0:
         return frames
     h, w = frames.shape[1:3]
-    ih, iw = max(1, round(h * crop)), max(1, round(w * crop))
-    top, left = (h - ih) // 2, (w - iw) // 2
+    top, left, ih, iw = attacks.centre_box(h, w, crop)
     out = []
     for f in frames:
         small = cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA)
@@ -107,8 +106,7 @@ def interior_mask(crop: float, height: int, width: int, scale: int) -> np.ndarra
     nothing was cropped. Fixed by the hypothesis alone, so restricting the test to them keeps it exact."""
     if crop >= 1.0:
         return None
-    ih, iw = max(1, round(height * crop)), max(1, round(width * crop))
-    top, left = (height - ih) // 2, (width - iw) // 2
+    top, left, ih, iw = attacks.centre_box(height, width, crop)
     ys = np.arange(height // scale) * scale
     xs = np.arange(width // scale) * scale
     rows = (ys >= top) & (ys + scale <= top + ih)

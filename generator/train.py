@@ -360,8 +360,11 @@ def export(vae, transformer, text_encoder, folder: Path, report: dict) -> None:
     Weights are stored in fp16 (the shipped format: half the size in git, and every version stays in history);
     ``load_pipeline`` computes in fp32. Training itself keeps fp32 master weights.
     """
-    pipe = architecture.build_pipeline(vae=copy.deepcopy(vae).half().cpu(), transformer=copy.deepcopy(transformer).half().cpu(),
-                                       text_encoder=copy.deepcopy(text_encoder).half().cpu())
+    def stored(module):  # a half-precision copy on the CPU; the caller's module is left as it was
+        return copy.deepcopy(module).half().cpu()
+
+    pipe = architecture.build_pipeline(vae=stored(vae), transformer=stored(transformer),
+                                       text_encoder=stored(text_encoder))
     pipe.save_pretrained(folder, safe_serialization=True)
     (folder / "training.json").write_text(json.dumps(report, indent=2) + "\n")
 

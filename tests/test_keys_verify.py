@@ -7,7 +7,6 @@ import stat
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from framemark import keys

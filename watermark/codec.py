@@ -398,10 +398,10 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
     hc, wc = h // cell, w // cell
     cells = agree.reshape(t_rec, c, h, w)[:, :, : hc * cell, : wc * cell]
     cell_agreement = cells.reshape(t_rec, c, hc, cell, wc, cell).mean(axis=(1, 3, 5))
-    # every recovered frame against every template frame, on all usable elements: 4x the pilots' evidence,
-    # which is what tamper decisions about single frames need
-    signs = (frames[:, usable] > 0).astype(np.float32) * 2.0 - 1.0  # (T_rec, N_usable)
-    template_matrix = (signs @ (2.0 * tpl_bits[:, usable].astype(np.float32) - 1.0).T / usable.sum() + 1.0) / 2.0
+    # every recovered frame against every template frame, on all usable elements (an exact 0 never matches, as
+    # above): 4x the pilots' evidence, which is what tamper decisions about single frames need
+    tpl_signs = 2.0 * tpl_bits[:, usable].astype(np.float32) - 1.0  # (T_tpl, N_usable)
+    template_matrix = (frames[:, None, usable] * tpl_signs[None] > 0).mean(axis=2)  # (T_rec, T_tpl)
 
     return Extraction(
         detected=bool(detected),
