@@ -14,11 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from framemark import media
-
 
 def reencode(frames: np.ndarray, crf: int = 28, fps: float = 8.0) -> np.ndarray:
     """H.264 (libx264, yuv420p) at ``crf`` and back, as a platform's transcoder does."""
+    from framemark import media  # here, so the geometry below imports without PyAV (the GPU machine has none)
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "reencoded.mp4"
         media.write_video(path, frames, fps=fps, crf=crf)
@@ -57,6 +57,20 @@ def centre_box(height: int, width: int, fraction: float) -> tuple[int, int, int,
     verifier undoes crops with the same geometry."""
     ch, cw = max(1, round(height * fraction)), max(1, round(width * fraction))
     return (height - ch) // 2, (width - cw) // 2, ch, cw
+
+
+def interior_mask(crop: float, height: int, width: int, scale: int) -> np.ndarray | None:
+    """(height // scale, width // scale) latent cells lying wholly inside what ``verify.uncrop`` restores of a
+    centre crop of ``crop``; None when nothing was cropped. Fixed by the hypothesis alone, so restricting the
+    watermark test to them keeps it exact."""
+    if crop >= 1.0:
+        return None
+    top, left, ch, cw = centre_box(height, width, crop)
+    ys = np.arange(height // scale) * scale
+    xs = np.arange(width // scale) * scale
+    rows = (ys >= top) & (ys + scale <= top + ch)
+    cols = (xs >= left) & (xs + scale <= left + cw)
+    return rows[:, None] & cols[None, :]
 
 
 def center_crop(frames: np.ndarray, fraction: float = 0.8) -> np.ndarray:

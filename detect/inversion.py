@@ -62,13 +62,19 @@ def _flow_sigmas(pipe, steps: int) -> torch.Tensor:
     return ascending
 
 
-@torch.no_grad()
-def invert_flow(pipe, z0: torch.Tensor, steps: int, prompt_embeds: torch.Tensor | None = None) -> torch.Tensor:
+def invert_flow(pipe, z0: torch.Tensor, steps: int, prompt_embeds: torch.Tensor | None = None,
+                differentiable: bool = False) -> torch.Tensor:
     """Euler ODE inversion of a flow-matching sampler: z_0 -> z_T.
 
     Generation steps x <- x + (sigma_next - sigma) * v(x, sigma) from 1 down to 0; inversion takes the same
-    steps upwards, evaluating the velocity at the current (lower) sigma.
+    steps upwards, evaluating the velocity at the current (lower) sigma. ``differentiable`` keeps the graph, so
+    the encoder can be tuned through the inversion (``encoder_tuning``).
     """
+    with torch.set_grad_enabled(differentiable):
+        return _invert_flow(pipe, z0, steps, prompt_embeds)
+
+
+def _invert_flow(pipe, z0: torch.Tensor, steps: int, prompt_embeds: torch.Tensor | None) -> torch.Tensor:
     if type(pipe.scheduler).__name__ != "FlowMatchEulerDiscreteScheduler":
         raise ModelError(f"sampler inversion supports flow-matching models; this model uses "
                          f"{type(pipe.scheduler).__name__}")
