@@ -2,6 +2,8 @@
 
 The watermark key is a JSON file readable only by its owner (0600). Commands load it from here; the first
 `framemark generate` on a machine without one creates it, so marking is on by default without a set-up step.
+The C2PA signing credentials live in the same folder (``framemark.credentials``), written through
+:func:`write_private`, and so does the ledger (``framemark.ledger``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def watermark_key_path(home: Path | None = None) -> Path:
     return (home or framemark_home()) / WATERMARK_KEY_FILE
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Create ``path`` with 0600 from the start (no window where another user could read it)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
@@ -45,7 +47,7 @@ def create_watermark_key(path: Path | None = None, overwrite: bool = False) -> W
         raise KeyError_(f"a watermark key already exists at {path} (refusing to overwrite it: clips marked with it "
                         f"could no longer be verified)")
     key = WatermarkKey.generate()
-    _write_private(path, json.dumps(key.to_dict(), indent=2) + "\n")
+    write_private(path, json.dumps(key.to_dict(), indent=2) + "\n")
     return key
 
 

@@ -30,7 +30,7 @@ def test_generate_writes_an_h264_clip_and_same_seed_gives_same_frames(tmp_path):
     a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
     for target in (a, b):
         result = run("generate", "a red circle moving left", "-o", str(target), "--seed", "5", "--no-watermark",
-                     *FAST)
+                     "--no-sign", *FAST)
         assert result.exit_code == 0, result.output
     info = probe_video(a)
     assert (info.codec, info.width, info.height, info.num_frames, info.fps) == ("h264", 128, 128, 17, 8)
@@ -48,7 +48,13 @@ def test_marked_clips_are_unique_per_clip_id_and_reproducible_with_it(tmp_path):
         assert result.exit_code == 0, result.output
     r1, r2, f1, f2 = (read_video(p).frames for p in paths)
     assert not np.array_equal(r1, r2)
-    assert paths[2].read_bytes() == paths[3].read_bytes()
+    # same frames; the files differ only by their manifests (each has its own instance id and signature)
+    assert np.array_equal(f1, f2) and paths[2].read_bytes() != paths[3].read_bytes()
+    plain = [tmp_path / "n1.mp4", tmp_path / "n2.mp4"]
+    for path in plain:
+        args = ["-o", str(path), "--seed", "5", "--clip-id", "0123456789ab", "--no-sign", *FAST]
+        assert run("generate", "a red circle moving left", *args).exit_code == 0
+    assert plain[0].read_bytes() == plain[1].read_bytes()
     assert run("generate", "a red circle", "-o", str(tmp_path / "x.mp4"), "--clip-id", "xyz").exit_code == 2
 
 
@@ -58,6 +64,8 @@ def test_generate_json_output_is_machine_readable(tmp_path):
     record = json.loads(result.output.strip().splitlines()[-1])
     assert record["ok"] and record["seed"] == 0 and record["path"].endswith("c.mp4")
     assert record["model"]["name"] == "framemark-wan-tiny"
+    assert record["c2pa"]["alg"] == "es256" and record["c2pa"]["prompt_policy"] == "hash"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]  # no temporary files left behind
 
 
 @pytest.mark.parametrize("args, message", [

@@ -46,10 +46,11 @@ def _make_clips(folder: Path) -> dict:
     key_path.chmod(0o600)
     marked, plain = folder / "marked.mp4", folder / "plain.mp4"
     made = run("generate", "a cyan star bouncing", "-o", str(marked), "--seed", "11", "--clip-id", FIXED_CLIP_ID,
-               "--json")
+               "--no-sign", "--json")
     assert made.exit_code == 0, made.output
     payload = json.loads(made.output.strip().splitlines()[-1])["watermark"]["payload"]
-    assert run("generate", "a cyan star bouncing", "-o", str(plain), "--seed", "11", "--no-watermark").exit_code == 0
+    assert run("generate", "a cyan star bouncing", "-o", str(plain), "--seed", "11", "--no-watermark",
+               "--no-sign").exit_code == 0
     return {"marked": marked, "plain": plain, "payload": payload, "folder": folder, "home": folder / "home"}
 
 
