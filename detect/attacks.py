@@ -51,6 +51,19 @@ def drop_frames(frames: np.ndarray, fraction: float = 0.25, seed: int = 0) -> np
     keep = np.sort(rng.choice(t, size=t - n_drop, replace=False))
     return frames[keep]
 
+def remux(src, dst) -> None:
+    """Stream-copy a file's video into a new MP4, as a platform's packager does: the same H.264 packets, but
+    nothing else of the container survives (a C2PA manifest is stripped). File to file, unlike the edits above."""
+    import av  # here, like reencode's PyAV import
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = stream
+            out.mux(packet)
+
 
 def centre_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
     """(top, left, box height, box width) of the central ``fraction`` of each side, in whole pixels; the

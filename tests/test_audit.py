@@ -19,14 +19,13 @@ import threading
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from framemark import keys, media
 from framemark.cli import main
-from framemark.detect import audit
+from framemark.detect import attacks, audit
 from framemark.watermark import WatermarkKey
 
 FIXED_KEY = WatermarkKey(bytes(range(32)))
@@ -52,17 +51,6 @@ def by_name(rows) -> dict:
     return {Path(r["file"]).name: r for r in rows}
 
 
-def remux(src: Path, dst: Path) -> None:
-    """Stream copy into a new MP4, as a platform's packager does: same H.264 packets, no C2PA box."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
-        stream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is None:
-                continue
-            packet.stream = stream
-            out.mux(packet)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Key material, the mixed folder, and one audit of it (2 workers) with a report."""
@@ -82,7 +70,7 @@ def world(tmp_path_factory):
 
         shutil.copy(clips / "0001.mp4", folder / "signed1.mp4")
         shutil.copy(clips / "0002.mp4", folder / "nested" / "signed2.mp4")
-        remux(clips / "0002.mp4", folder / "stripped.mp4")
+        attacks.remux(clips / "0002.mp4", folder / "stripped.mp4")
         frames = media.read_video(clips / "0002.mp4").frames.copy()
         frames[5:9], frames[9:13] = frames[9:13].copy(), frames[5:9].copy()  # latent frames 2 and 3 swapped
         media.write_video(folder / "swapped.mp4", frames, fps=8)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -53,17 +52,6 @@ def top_level_boxes(data: bytes) -> dict[str, tuple[int, int]]:
     return boxes
 
 
-def remux(src: Path, dst: Path) -> None:
-    """Stream copy into a new MP4, as a platform's packager does: same H.264 packets, no C2PA box."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
-        stream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is None:
-                continue
-            packet.stream = stream
-            out.mux(packet)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A key directory with a local CA, one marked signed clip, its edits, and one verify run over all of them."""
@@ -86,7 +74,7 @@ def world(tmp_path_factory):
         files["flipped"].write_bytes(bytes(flipped))
 
         files["remuxed"] = folder / "remuxed.mp4"
-        remux(clip, files["remuxed"])
+        attacks.remux(clip, files["remuxed"])
 
         video = media.read_video(clip)
         files["crf26"] = folder / "crf26.mp4"
