@@ -374,7 +374,9 @@ def render_report(rows: list[dict], thumbnails: Mapping[str, bytes] | None = Non
 
     # ---- labels
     if labelled:
-        out.append(f"<h2>Against the labels ({len(labelled)} labelled files)</h2><div class=charts>")
+        unchecked = sum(1 for r in labelled if r.get("verdict") is None)
+        note = f", {unchecked} of them could not be checked" if unchecked else ""
+        out.append(f"<h2>Against the labels ({len(labelled)} labelled files{note})</h2><div class=charts>")
         truths, columns, m = confusion(labelled)
         out.append(_img(confusion_chart(truths, columns, m), "confusion matrix"))
         curves = {}

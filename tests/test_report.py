@@ -4,7 +4,6 @@ column, and the page as a real browser (Debian's chromium, headless) draws it.""
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,9 +12,6 @@ import numpy as np
 import pytest
 
 from framemark.detect import report
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 
 def row(name, verdict, *, p=None, label=None, classifier=None, sha=None, tamper=None, cells=None, errors=()):
     mark = None
@@ -106,9 +102,10 @@ def sample_rows(rng) -> tuple[list[dict], dict[str, bytes]]:
     return rows, thumbs
 
 
-def screenshot(html_file: Path, png: Path, tmp: Path, width: int = 1280, height: int = 1600) -> np.ndarray:
+def screenshot(chromium: str, html_file: Path, png: Path, tmp: Path, width: int = 1280,
+               height: int = 1600) -> np.ndarray:
     """Render ``html_file`` in headless chromium and return the screenshot as an RGB array."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
            f"--user-data-dir={tmp / 'chromium-profile'}", f"--window-size={width},{height}",
            f"--screenshot={png}", html_file.as_uri()]
@@ -119,13 +116,12 @@ def screenshot(html_file: Path, png: Path, tmp: Path, width: int = 1280, height:
     return image[:, :, ::-1]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install -y chromium)")
-def test_report_renders_in_a_real_browser(tmp_path):
+def test_report_renders_in_a_real_browser(tmp_path, chromium_path):
     rows, thumbs = sample_rows(np.random.default_rng(0))
     page = report.render_report(rows, thumbs, title="browser check", summary={"files": len(rows)}, fpr=1e-6)
     html_file = tmp_path / "report.html"
     html_file.write_text(page)
-    image = screenshot(html_file, tmp_path / "report.png", tmp_path)
+    image = screenshot(chromium_path, html_file, tmp_path / "report.png", tmp_path)
     assert image.shape[:2] == (1600, 1280)
     assert image.std() > 30 and len(np.unique(image.reshape(-1, 3) // 16, axis=0)) > 50  # not blank
     # the verdict cards are drawn in their colours (the page's own CSS, so the browser really laid it out)
