@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.framemark-installed
 # The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build. pyproject.toml keeps the range open.
 TORCH  ?= torch==2.13.0
+# bench/robustness.py's peers; --no-deps because it requires opencv-python, which would clobber the headless cv2
+PEERS  ?= invisible-watermark==0.2.0
 
 .PHONY: install demo test test-fast bench clean
 
@@ -15,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(PEERS)
 	touch $(STAMP)
 
 demo: install

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from framemark import media
-from framemark.detect import verify
+from framemark.detect import recovery
 from framemark.generator import emit, pipeline, world
 from framemark.watermark import Payload
 
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             emit.emit_clip(pipe, request, plain_path, key=None)
             marked, unmarked = media.read_video(marked_path).frames, media.read_video(plain_path).frames
             for name, frames in edits(marked, unmarked).items():
-                ex = verify.recover_watermark(pipe, key, frames).extraction
-                summary = verify.tamper_summary(ex)
+                ex = recovery.recover_watermark(pipe, key, frames).extraction
+                summary = recovery.tamper_summary(ex)
                 row = {"clip": i, "prompt": request.prompt, "edit": name, "detected": ex.detected,
                        "log10_p": round(ex.log10_p_value, 1), "tamper": summary}
                 print(f"clip {i} ({request.prompt}) {name}: detected={ex.detected} log10 p={ex.log10_p_value:.1f}")

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from framemark import media
-from framemark.detect import inversion, verify
+from framemark.detect import inversion, recovery
 from framemark.generator import emit, pipeline, world
 from framemark.generator.architecture import MAX_SEQUENCE_LENGTH
 from framemark.watermark import Payload, WatermarkKey, extract
@@ -64,13 +64,13 @@ def measure(pipe, key: WatermarkKey, specs, steps: int, workdir: Path) -> list[d
         path = workdir / f"marked-{i}.mp4"
         media.write_video(path, frames, fps=request.fps)
         start = time.perf_counter()
-        ex = verify.recover_watermark(pipe, key, media.read_video(path).frames, steps=steps).extraction
+        ex = recovery.recover_watermark(pipe, key, media.read_video(path).frames, steps=steps).extraction
         row["file"] = {"detected": ex.detected, "payload_exact": ex.payload == payload,
                        "log10_p": ex.log10_p_value, "seconds": time.perf_counter() - start}
         plain = pipeline.generate_frames(pipe, request)
         clean_path = workdir / f"unmarked-{i}.mp4"
         media.write_video(clean_path, plain, fps=request.fps)
-        ex = verify.recover_watermark(pipe, key, media.read_video(clean_path).frames, steps=steps).extraction
+        ex = recovery.recover_watermark(pipe, key, media.read_video(clean_path).frames, steps=steps).extraction
         row["unmarked_file"] = {"detected": ex.detected, "p_value": ex.p_value}
         rows.append(row)
         print(f"\r  {i + 1}/{len(specs)} clips", end="", file=sys.stderr, flush=True)
@@ -81,7 +81,7 @@ def measure(pipe, key: WatermarkKey, specs, steps: int, workdir: Path) -> list[d
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=verify.DEFAULT_INVERSION_STEPS, help="inversion steps")
+    ap.add_argument("--steps", type=int, default=recovery.DEFAULT_INVERSION_STEPS, help="inversion steps")
     add_model_arguments(ap)
     args = ap.parse_args(argv)
     pipe = load_model(args)

@@ -35,7 +35,7 @@ SHAPE = (1, 16, 5, 16, 16)
 def wrong_keys_on_files(n_files: int, keys_per_file: int, rng: np.random.Generator) -> dict:
     """Part 3: marked files of the default model against wrong keys, as `verify` would test each key."""
     from framemark import media
-    from framemark.detect import verify
+    from framemark.detect import recovery
     from framemark.generator import emit, pipeline, world
 
     torch.set_num_threads(2)
@@ -49,13 +49,13 @@ def wrong_keys_on_files(n_files: int, keys_per_file: int, rng: np.random.Generat
             path = Path(tmp) / f"marked-{i}.mp4"
             emit.emit_clip(pipe, request, path, key=BENCH_KEY, payload=Payload(0x123456000000 + i))
             frames = media.read_video(path).frames
-            candidates = verify.hypotheses(*frames.shape[:3])
-            z_hats = [(hyp, verify.recover_noise(pipe, frames, hyp)) for hyp in candidates]
-            right.append(min(verify.check_hypothesis(pipe, BENCH_KEY, z, hyp, len(candidates)).log10_p_value
+            candidates = recovery.hypotheses(*frames.shape[:3])
+            z_hats = [(hyp, recovery.recover_noise(pipe, frames, hyp)) for hyp in candidates]
+            right.append(min(recovery.check_hypothesis(pipe, BENCH_KEY, z, hyp, len(candidates)).log10_p_value
                              for hyp, z in z_hats))
             for _ in range(keys_per_file):
                 key = WatermarkKey(rng.bytes(32))
-                p_values.append(min(verify.check_hypothesis(pipe, key, z, hyp, len(candidates)).p_value
+                p_values.append(min(recovery.check_hypothesis(pipe, key, z, hyp, len(candidates)).p_value
                                     for hyp, z in z_hats))
     return {"files": n_files, "checks": len(p_values), "detections": int(sum(p <= 1e-6 for p in p_values)),
             "min_p": float(min(p_values)), "right_key_log10_p": [round(v, 1) for v in right],

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from framemark import media
-from framemark.detect import verify
+from framemark.detect import recovery
 from framemark.generator import emit, pipeline, world
 from framemark.watermark import Payload, WatermarkKey
 
@@ -38,7 +38,7 @@ def clip_key(i: int) -> WatermarkKey:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=100)
-    ap.add_argument("--steps", type=int, default=verify.DEFAULT_INVERSION_STEPS, help="inversion steps")
+    ap.add_argument("--steps", type=int, default=recovery.DEFAULT_INVERSION_STEPS, help="inversion steps")
     add_model_arguments(ap)
     args = ap.parse_args(argv)
     pipe = load_model(args)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             payload = Payload.random(rng)
             path = Path(tmp) / "clip.mp4"
             emit.emit_clip(pipe, request, path, key=key, payload=payload)
-            ex = verify.recover_watermark(pipe, key, media.read_video(path).frames, steps=args.steps).extraction
+            ex = recovery.recover_watermark(pipe, key, media.read_video(path).frames, steps=args.steps).extraction
             rows.append({"key_id": key.key_id, "prompt": request.prompt, "seed": request.seed,
                          "detected": bool(ex.detected), "crc_ok": bool(ex.crc_ok),
                          "exact": bool(ex.crc_ok and ex.payload == payload),

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from framemark import media
-from framemark.detect import DEFAULT_FPR, attacks, verify
+from framemark.detect import DEFAULT_FPR, attacks, recovery
 from framemark.generator import emit, pipeline, world
 from framemark.watermark import Payload
 
@@ -44,7 +44,7 @@ def real_clips() -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=50)
-    ap.add_argument("--steps", type=int, default=verify.DEFAULT_INVERSION_STEPS, help="inversion steps")
+    ap.add_argument("--steps", type=int, default=recovery.DEFAULT_INVERSION_STEPS, help="inversion steps")
     add_model_arguments(ap)
     args = ap.parse_args(argv)
     pipe = load_model(args)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, attack in attacks.STANDARD.items():
                 edited = attack(frames)
                 start = time.perf_counter()
-                ex = verify.recover_watermark(pipe, key, edited, steps=args.steps).extraction
+                ex = recovery.recover_watermark(pipe, key, edited, steps=args.steps).extraction
                 if name == "clean":
                     seconds.append(time.perf_counter() - start)
                 rows[name].append({"detected": ex.detected, "exact": ex.payload == payload and ex.crc_ok,
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "log10_p": ex.log10_p_value})
             plain_path = Path(tmp) / f"unmarked-{i}.mp4"
             emit.emit_clip(pipe, request, plain_path, key=None)
-            ex = verify.recover_watermark(pipe, key, media.read_video(plain_path).frames, steps=args.steps).extraction
+            ex = recovery.recover_watermark(pipe, key, media.read_video(plain_path).frames, steps=args.steps).extraction
             unmarked_p.append(ex.p_value)
             print(f"\r  {i + 1}/{args.clips} clips", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     real_p = []
     for path in real_clips():
         video = media.read_video(path, max_frames=120)
-        real_p.append(verify.recover_watermark(pipe, key, video.frames, steps=args.steps).extraction.p_value)
+        real_p.append(recovery.recover_watermark(pipe, key, video.frames, steps=args.steps).extraction.p_value)
 
     summary: dict = {"clips": args.clips, "inversion_steps": args.steps, "fpr": DEFAULT_FPR, "conditions": {}}
     print(f"{'condition':<18}{'detected':>9}{'payload exact':>15}{'bit accuracy':>14}{'median log10 p':>16}")

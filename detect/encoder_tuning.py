@@ -132,7 +132,7 @@ def brightness(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 def crop_and_uncrop(x: torch.Tensor, fraction: float) -> torch.Tensor:
-    """A centre crop scaled back to full size, then undone as ``verify.uncrop`` undoes it (shrunk into the
+    """A centre crop scaled back to full size, then undone as ``recovery.uncrop`` undoes it (shrunk into the
     centre, border reflected). Only the interior matches the original."""
     f, shape = _frames(x)
     h, w = f.shape[-2:]

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS clips (
     manifest_store BLOB
 );
 CREATE INDEX IF NOT EXISTS clips_by_clip_id ON clips (clip_id, key_id);
+CREATE INDEX IF NOT EXISTS clips_by_manifest_label ON clips (manifest_label);
 """
 _COLUMNS = ("id", "clip_id", "payload", "key_id", "model_name", "model_version", "created_at", "manifest_label",
             "manifest_store")
@@ -174,6 +175,16 @@ class Ledger:
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
         return [LedgerEntry(*row) for row in rows]
+
+    def by_manifest_label(self, label: str) -> LedgerEntry | None:
+        """The newest row whose stored manifest has this label (``urn:c2pa:...``, the C2PA manifest id), if any."""
+        query = (f"SELECT {', '.join(_COLUMNS)} FROM clips WHERE manifest_label = ? AND manifest_store IS NOT NULL "
+                 "ORDER BY id DESC LIMIT 1")
+        try:
+            row = self._db.execute(query, (label,)).fetchone()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
+        return LedgerEntry(*row) if row else None
 
     def count(self) -> int:
         return self._db.execute("SELECT count(*) FROM clips").fetchone()[0]

@@ -36,7 +36,6 @@ import cv2
 import numpy as np
 
 from framemark.generator.world import COLOURS, SHAPES, SceneSpec
-from framemark.media import read_video
 
 __all__ = ["OracleReading", "read_clip", "read_file", "score"]
 
@@ -326,6 +325,8 @@ def read_clip(frames: np.ndarray) -> OracleReading:
 
 def read_file(path: str | os.PathLike[str]) -> OracleReading:
     """Read a video file; unreadable files raise ``framemark.errors.MediaError`` like everywhere else."""
+    from framemark.media import read_video  # here, so reading frames needs no PyAV (the GPU machine has none)
+
     return read_clip(read_video(path).frames)
 
 

@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from framemark.detect import attacks, verify
+from framemark.detect import attacks, recovery
 from framemark.generator import world
 
 
@@ -36,7 +36,7 @@ def test_conditions_change_the_pixels_by_plausible_amounts():
 
 def test_uncrop_puts_a_centre_crop_back_where_it_came_from():
     frames = _frames()
-    restored = verify.uncrop(attacks.center_crop(frames, 0.8), 0.8)
+    restored = recovery.uncrop(attacks.center_crop(frames, 0.8), 0.8)
     inner = (slice(None), slice(20, 108), slice(20, 108))
     err = np.abs(restored[inner].astype(np.float32) - frames[inner].astype(np.float32)).mean()
     unrelated = np.abs(restored[inner].astype(np.float32) - frames[::-1][inner].astype(np.float32)).mean()
@@ -44,9 +44,39 @@ def test_uncrop_puts_a_centre_crop_back_where_it_came_from():
 
 
 def test_hypotheses_cover_dropped_frames_and_crops():
-    own_default = verify.hypotheses(17, 128, 128)
+    own_default = recovery.hypotheses(17, 128, 128)
     assert [(h.shape.frames, h.crop) for h in own_default] == [(17, 1.0), (17, 0.9), (17, 0.8)]
-    dropped = verify.hypotheses(13, 128, 128)
+    dropped = recovery.hypotheses(13, 128, 128)
     assert [(h.shape.frames, h.crop) for h in dropped][:2] == [(13, 1.0), (17, 1.0)]
-    odd = verify.hypotheses(120, 720, 1280)
-    assert all(h.shape == verify.default_shape() for h in odd)
+    odd = recovery.hypotheses(120, 720, 1280)
+    assert all(h.shape == recovery.default_shape() for h in odd)
+
+
+def test_peer_suite_attacks_do_what_their_names_say():
+    frames = _frames()
+    f32 = frames.astype(np.float32)
+    for name, attack in attacks.SUITE.items():
+        out = attack(frames)
+        assert out.dtype == np.uint8 and out.shape[1:] == frames.shape[1:], name
+    # frame counts: half dropped; 8 -> 6 fps keeps the duration with 3/4 of the frames
+    assert attacks.SUITE["drop_50%_frames"](frames).shape[0] == 9  # round(8.5) = 8 dropped
+    assert attacks.SUITE["fps_8_to_6"](frames).shape[0] == 13
+    assert np.array_equal(attacks.change_frame_rate(frames, 1.0), frames)
+    # photometric edits move the statistics they name and little else
+    lower = attacks.contrast(frames, 0.8).astype(np.float32)
+    assert abs(lower.mean() - f32.mean()) < 1.0 and 0.75 < lower.std() / f32.std() < 0.85
+    noisy = attacks.gaussian_noise(frames, 0.02).astype(np.float32)
+    assert 3.5 < (noisy - f32).std() < 5.6  # 0.02 x 255 = 5.1, less where clipping bites
+    # a 2 degree rotation leaves the centre in place and blackens the corners
+    turned = attacks.rotate(frames, 2.0)
+    assert np.abs(turned[:, 60:68, 60:68].astype(np.float32) - f32[:, 60:68, 60:68]).mean() < 12
+    assert turned[:, 0, -1].max() == 0
+    # the caption is white and sits in the lower part of the frame
+    captioned = attacks.text_overlay(frames)
+    changed = np.argwhere(np.any(captioned != frames, axis=(0, 3)))
+    assert changed[:, 0].min() > 90 and (captioned == 255).all(axis=3).sum() > 100
+    # other codecs really re-encode: close to the source, not identical
+    for name in ("h265_crf28", "vp9_crf40"):
+        err = np.abs(attacks.SUITE[name](frames).astype(np.float32) - f32).mean()
+        assert 0.3 < err < 15, (name, err)
+    assert set(attacks.CODEC_ATTACKS) <= set(attacks.SUITE)

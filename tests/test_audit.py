@@ -103,7 +103,7 @@ EXPECTED = {
     "upload.bin": "signed-synthetic",
     "stripped.mp4": "watermarked-synthetic",
     "swapped.mp4": "tampered",
-    "unmarked.mp4": "no-evidence",
+    "unmarked.mp4": "likely-synthetic",  # no mark or manifest; the passive classifier flags our generator's look
     "camera.mov": "no-evidence",
     "truncated.mp4": None,
     "random.mp4": None,
@@ -120,7 +120,7 @@ def test_mixed_folder_gives_one_row_per_video_like_input(world):
     assert summary["files"] == 9 and summary["checked"] == 8 and summary["duplicates"] == 1
     assert summary["skipped"] == 1 and "notes.txt" in summary["skipped_examples"][0]
     assert summary["verdicts"] == {"tampered": 1, "signed-synthetic": 3, "watermarked-synthetic": 1,
-                                   "likely-synthetic": 0, "no-evidence": 2, "error": 2}
+                                   "likely-synthetic": 1, "no-evidence": 1, "error": 2}
 
 
 def test_rows_carry_the_verify_object_and_audit_fields(world):
@@ -181,8 +181,9 @@ def test_fail_on_exits_4_only_on_a_named_verdict(world, home):
     tampered = run("audit", world["folder"], "--out", world["out"], "--fail-on", "tampered")
     assert tampered.exit_code == 4 and "fail-on: " in tampered.output and "swapped.mp4: tampered" in tampered.output
     assert run("audit", world["folder"], "--out", world["out"], "--fail-on", "error").exit_code == 4
-    clean = run("audit", world["folder"], "--out", world["out"], "--fail-on", "likely-synthetic")
-    assert clean.exit_code == 0, clean.output
+    flagged = run("audit", world["folder"], "--out", world["out"], "--fail-on", "likely-synthetic", "--json")
+    assert flagged.exit_code == 4 and summary_of(flagged)["fail_on_hits"] == 1, flagged.output
+    assert run("audit", world["folder"], "--out", world["out"]).exit_code == 0  # without --fail-on: completed = 0
 
 
 def test_resume_after_an_interrupted_audit_with_a_torn_last_line(world, home, tmp_path):
