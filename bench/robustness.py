@@ -80,29 +80,17 @@ def write_frames(path: Path, frames: np.ndarray, crf: int = 18) -> None:
     media.write_video(path, frames, fps=FPS, crf=crf)
 
 
-# Codec attacks as (frames -> frames before encoding, encoder, crf): the encoded file is what gets cached.
-CODEC_STEPS = {
-    "h264_crf23": (None, "libx264", 23),
-    "h264_crf28": (None, "libx264", 28),
-    "h264_crf35": (None, "libx264", 35),
-    "h265_crf28": (None, "libx265", 28),
-    "vp9_crf40": (None, "libvpx-vp9", 40),
-    "crop_80%+h264_crf28": (lambda f: attacks.center_crop(f, 0.8), "libx264", 28),
-}
-assert set(CODEC_STEPS) == set(attacks.CODEC_ATTACKS)
-
-
 def attacked_frames(cache: Path, variant: str, clip: int, frames: np.ndarray, attack: str) -> np.ndarray:
     """``frames`` of ``variant``'s clip ``clip`` after ``attack``; codec attacks go through a cached file."""
-    if attack not in CODEC_STEPS:
+    step = attacks.CODEC_ATTACKS.get(attack)
+    if step is None:
         return attacks.SUITE[attack](frames)
     path = cache / "attacked" / variant / f"{clip:03d}-{attack}.mp4"
     if not path.exists():
-        pre, codec, crf = CODEC_STEPS[attack]
-        source = pre(frames) if pre else frames
+        source = step.before(frames) if step.before else frames
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.mp4")
-        attacks.encode(source, tmp, codec=codec, crf=crf, fps=FPS)
+        attacks.encode(source, tmp, codec=step.codec, crf=step.crf, fps=FPS)
         tmp.replace(path)
     return read_frames(path)
 
@@ -343,16 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ap.error(f"unknown method {name}; known: framemark, {', '.join(PEERS)}")
     if args.prepare_only:
-        for name in methods:
-            variant_frames = {}
+        codec_attacks = [a for a in attack_names if a in attacks.CODEC_ATTACKS]
+        for variant in [*methods, "unmarked"]:
             for m in meta:
-                for variant in (name, "unmarked"):
-                    frames = variant_frames.get((variant, m["clip"]))
-                    if frames is None:
-                        frames = read_frames(args.cache / "files" / variant / f"{m['clip']:03d}.mp4")
-                    for attack in CODEC_STEPS:
-                        if attack in attack_names:
-                            attacked_frames(args.cache, variant, m["clip"], frames, attack)
+                frames = read_frames(args.cache / "files" / variant / f"{m['clip']:03d}.mp4")
+                for attack in codec_attacks:
+                    attacked_frames(args.cache, variant, m["clip"], frames, attack)
         print(f"prepared {len(meta)} clips for {', '.join(methods)} in {args.cache}")
         return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -181,15 +182,32 @@ STANDARD: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-# The peer benchmark's attack suite (bench/robustness.py, docs/benchmarks.md), by name. Codec attacks need PyAV;
-# the others only numpy and OpenCV.
+@dataclass(frozen=True)
+class CodecAttack:
+    """An edit that ends in a real encoder: ``before`` (an edit of the frames, or None), then ``codec`` at ``crf``.
+    Its encoded file is what a benchmark can cache and carry to a machine without PyAV."""
+
+    codec: str
+    crf: int
+    before: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return reencode(self.before(frames) if self.before else frames, self.crf, codec=self.codec)
+
+
+# The peer benchmark's codec conditions (they need PyAV), then every condition of its suite (bench/robustness.py,
+# docs/benchmarks.md), by name.
+CODEC_ATTACKS: dict[str, CodecAttack] = {
+    "h264_crf23": CodecAttack("libx264", 23),
+    "h264_crf28": CodecAttack("libx264", 28),
+    "h264_crf35": CodecAttack("libx264", 35),
+    "h265_crf28": CodecAttack("libx265", 28),
+    "vp9_crf40": CodecAttack("libvpx-vp9", 40),
+    "crop_80%+h264_crf28": CodecAttack("libx264", 28, lambda f: center_crop(f, 0.8)),
+}
 SUITE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "clean": lambda f: f,
-    "h264_crf23": lambda f: reencode(f, crf=23),
-    "h264_crf28": lambda f: reencode(f, crf=28),
-    "h264_crf35": lambda f: reencode(f, crf=35),
-    "h265_crf28": lambda f: reencode(f, 28, codec="libx265"),
-    "vp9_crf40": lambda f: reencode(f, 40, codec="libvpx-vp9"),
+    **{name: CODEC_ATTACKS[name] for name in ("h264_crf23", "h264_crf28", "h264_crf35", "h265_crf28", "vp9_crf40")},
     "resize_0.5": lambda f: resize_and_back(f, 0.5),
     "resize_0.75": lambda f: resize_and_back(f, 0.75),
     "crop_80%": lambda f: center_crop(f, 0.8),
@@ -204,8 +222,6 @@ SUITE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "noise_sigma0.02": lambda f: gaussian_noise(f, 0.02),
     "rotate_2deg": lambda f: rotate(f, 2.0),
     "text_overlay": text_overlay,
-    "crop_80%+h264_crf28": lambda f: reencode(center_crop(f, 0.8), crf=28),
+    "crop_80%+h264_crf28": CODEC_ATTACKS["crop_80%+h264_crf28"],
     "resize_0.75+brightness_+10%": lambda f: brighten(resize_and_back(f, 0.75), 1.10),
 }
-CODEC_ATTACKS = frozenset({"h264_crf23", "h264_crf28", "h264_crf35", "h265_crf28", "vp9_crf40",
-                           "crop_80%+h264_crf28"})

@@ -384,20 +384,12 @@ class AuditConfig:
 
     def fingerprint(self) -> dict:
         """What makes two audits' rows comparable; an output folder only accepts rows made with the same one."""
+        from . import classifier
+
         anchors = hashlib.sha256(b"".join(sorted(self.trust_anchors))).hexdigest()[:16]
         return {"key_id": self.key_id, "model": os.path.abspath(self.model_dir) if self.model_dir else "embedded",
                 "fpr": self.fpr, "steps": self.steps, "trust_anchors_sha256": anchors, "limits": asdict(self.limits),
-                "classifier": _shipped_classifier_version()}
-
-
-def _shipped_classifier_version() -> str | None:
-    """The version of the passive classifier verify uses (its verdicts depend on it), from its model card."""
-    from .classifier import CARD_FILE, DEFAULT_DIR
-
-    try:
-        return json.loads((DEFAULT_DIR / CARD_FILE).read_text()).get("version")
-    except (OSError, ValueError):
-        return None
+                "classifier": classifier.card_version()}  # verdicts depend on it
 
 
 # ------------------------------------------------------------------------------------------------ the store

@@ -147,6 +147,16 @@ def load(folder: str | os.PathLike | None = None) -> PassiveClassifier:
                              folder=folder)
 
 
+def card_version(folder: str | os.PathLike | None = None) -> str | None:
+    """The version a classifier folder's model card names (default: the shipped one), without loading the model;
+    None when the card is missing or unreadable (``load`` says why)."""
+    try:
+        card = json.loads((Path(folder or DEFAULT_DIR) / CARD_FILE).read_text(encoding="utf-8"))
+        return str(card["version"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+
+
 @lru_cache(maxsize=1)
 def load_default() -> PassiveClassifier:
     """The shipped classifier, loaded once per process."""
