@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 # bench/robustness.py's peers; --no-deps because it requires opencv-python, which would clobber the headless cv2
 PEERS  ?= invisible-watermark==0.2.0
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast typecheck bench clean
 
 install: $(STAMP)
 
@@ -32,8 +32,14 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# mypy over a link tree with the import layout (package-dir is invisible to type checkers: docs/architecture.md)
+typecheck: install
+	$(BIN)/python -m pip install --quiet "mypy>=1.10"
+	$(BIN)/python tools/typecheck_tree.py
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml
+
 bench: install
 	$(BIN)/python bench/generator.py --json
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache build/typecheck

@@ -31,9 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_KEY  # noqa: E402
 
-from framemark import credentials  # noqa: E402
-from framemark.detect import audit  # noqa: E402
+from framemark import audit, keys, runtime  # noqa: E402
+from framemark.detect import DEFAULT_INVERSION_STEPS  # noqa: E402
 
+# the `framemark` command, run by this interpreter (whichever environment it is installed in)
+FRAMEMARK = [sys.executable, "-c", "from framemark.cli import main; main()"]
 STAGES = ("hash_s", "probe_s", "c2pa_s", "decode_s", "watermark_s", "ledger_s", "classifier_s", "thumbnail_s")
 COLOURS = ("red", "green", "blue", "yellow", "magenta", "cyan", "white", "orange")
 SHAPES = ("circle", "square", "triangle")
@@ -54,8 +56,6 @@ def generate(cache: Path, clips: int, unmarked_fraction: float, gen_steps: int) 
     key_file = home / "watermark-key.json"
     if not key_file.exists():
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        from framemark import keys
-
         keys.write_private(key_file, json.dumps(BENCH_KEY.to_dict()))
     sets = []
     for name, n, extra in (("marked", n_marked, ["--clip-id", "0000000b0000"]),
@@ -67,9 +67,8 @@ def generate(cache: Path, clips: int, unmarked_fraction: float, gen_steps: int) 
             listing = cache / f"{name}-prompts.txt"
             listing.write_text("\n".join(prompts(n, 0 if name == "marked" else 5)) + "\n")
             print(f"generating {n} {name} clips into {folder} (once; reused later) ...", file=sys.stderr, flush=True)
-            subprocess.run([sys.executable, "-m", "framemark.cli", "generate", "--prompts", str(listing), "-o",
-                            str(folder), "--steps", str(gen_steps), *extra], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run([*FRAMEMARK, "generate", "--prompts", str(listing), "-o", str(folder), "--steps",
+                            str(gen_steps), *extra], env=env, check=True, stdout=subprocess.DEVNULL)
             have = sorted(folder.glob("*.mp4"))
         sets.append(have[:n])
     return sets[0], sets[1]
@@ -79,12 +78,10 @@ def run_config(name: str, items: list[audit.Item], config: audit.AuditConfig, ou
     shutil.rmtree(out, ignore_errors=True)
     kind, workers = name.rstrip("0123456789"), int(name[len(name.rstrip("0123456789")):] or 1)
     if kind == "ray":
-        from framemark.detect import audit_ray
-
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster for the bench
 
         def engine(tasks, cfg):
-            return audit_ray.ray_outcomes(tasks, cfg, workers=workers, threads=1)
+            return audit.ray_outcomes(tasks, cfg, workers=workers, threads=1)
     else:
         def engine(tasks, cfg):
             return audit.local_outcomes(tasks, cfg, workers=workers)
@@ -106,8 +103,11 @@ def run_config(name: str, items: list[audit.Item], config: audit.AuditConfig, ou
 def breakdown(rows: list[dict]) -> dict:
     """Per stage: share of the summed per-file time, and the median per file, for marked and unmarked files."""
     out = {}
-    for group, members in (("marked", [r for r in rows if r.get("verdict") != "no-evidence"]),
-                           ("unmarked", [r for r in rows if r.get("verdict") == "no-evidence"])):
+    def marked(row: dict) -> bool:  # by the watermark, not the verdict: the classifier flags unmarked clips too
+        return bool((row.get("watermark") or {}).get("detected"))
+
+    for group, members in (("marked", [r for r in rows if marked(r)]),
+                           ("unmarked", [r for r in rows if not marked(r)])):
         if not members:
             continue
         total = sum(r["elapsed_s"] for r in members) or 1.0
@@ -134,19 +134,20 @@ def inversion_split(paths: list[Path], steps: int, threads: int) -> dict:
     import torch
 
     from framemark import media
-    from framemark.detect import inversion
-    from framemark.generator import pipeline
+    from framemark.detect.alignment import conform_frames
+    from framemark.generator.models import load_model
 
     torch.set_num_threads(threads)
-    pipe = pipeline.load_pipeline()
+    model = load_model()
+    d = model.defaults
     encode, invert = [], []
     for path in paths:
-        frames = inversion.conform_frames(media.read_video(path).frames, 17, 128, 128)
+        frames = conform_frames(media.read_video(path).frames, d.frames, d.height, d.width)
         t = time.perf_counter()
-        z0 = inversion.encode_latents(pipe, frames)
+        z0 = model.autoencoder.encode(frames)
         encode.append(time.perf_counter() - t)
         t = time.perf_counter()
-        inversion.invert_flow(pipe, z0, steps)
+        model.invert(z0, steps)
         invert.append(time.perf_counter() - t)
     return {"vae_encode_s": round(statistics.median(encode), 4), "inversion_s": round(statistics.median(invert), 4),
             "steps": steps, "threads": threads}
@@ -160,7 +161,7 @@ def main() -> None:
     ap.add_argument("--configs", default="local1,local2,ray2",
                     help="comma-separated: localN (N worker processes), rayN (N actors on a local Ray cluster)")
     ap.add_argument("--gen-steps", type=int, default=10, help="sampler steps of the generated clips")
-    ap.add_argument("--steps", type=int, default=audit.DEFAULT_INVERSION_STEPS, help="inversion steps")
+    ap.add_argument("--steps", type=int, default=DEFAULT_INVERSION_STEPS, help="inversion steps")
     ap.add_argument("--generate-only", action="store_true", help="make the cached clips and stop")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
@@ -172,9 +173,10 @@ def main() -> None:
     items = [audit.Item(str(p.resolve())) for p in marked + plain]
     home = args.cache / "home"
     os.environ["FRAMEMARK_HOME"] = str(home)
-    config = audit.AuditConfig(key_secret=BENCH_KEY.secret, steps=args.steps,
-                               trust_anchors=tuple(credentials.trust_anchors(home)),
-                               ledger_path=str((home / "ledger.db").resolve()))
+    # loaded as `framemark audit` loads it: the bench home's key (BENCH_KEY), local CA and ledger
+    resolved = runtime.resolve(runtime.Options(key_file=str(keys.watermark_key_path(home)), steps=args.steps,
+                                               ledger_path=str((home / "ledger.db").resolve())), "verify")
+    config = audit.AuditConfig(resolved)
     results = []
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
         print(f"auditing {len(items)} clips with {name} ...", file=sys.stderr, flush=True)

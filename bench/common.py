@@ -32,10 +32,10 @@ def add_model_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def load_model(args: argparse.Namespace):
-    """The pipeline named by ``--model``, with torch limited to ``--threads`` threads."""
+    """The model named by ``--model`` (a ``VideoModel``), with torch limited to ``--threads`` threads."""
     import torch
 
-    from framemark.generator import pipeline
+    from framemark.generator.models import load_model as load
 
     torch.set_num_threads(args.threads)
-    return pipeline.load_pipeline(args.model)
+    return load(args.model)

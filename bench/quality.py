@@ -9,7 +9,7 @@ test is that marked clips are distributed like unmarked ones. Each prompt and se
 unmarked, marked with one fixed key (what one platform's clips look like: the same key for every clip), and
 marked with a fresh random key per clip (the distribution over keys, which is what "exactly N(0, 1)" promises).
 
-1. The prompt oracle (generator/oracle.py) reads colour, shape and motion from each clip: accuracy per arm and
+1. The prompt oracle (lab/oracle.py) reads colour, shape and motion from each clip: accuracy per arm and
    McNemar's exact test of each marked arm against unmarked, paired by prompt and seed.
 2. VAE-space and pixel statistics: the clips encoded by the model's VAE; per-channel latent mean and standard
    deviation and pixel statistics (mean level, temporal difference energy, spread), each marked arm against
@@ -35,8 +35,8 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_KEY  # noqa: E402
 
-from framemark.detect import inversion  # noqa: E402
-from framemark.generator import oracle, pipeline, world  # noqa: E402
+from framemark.generator.models import GenerationRequest, load_model  # noqa: E402
+from framemark.lab import oracle, world  # noqa: E402
 from framemark.watermark import Payload, WatermarkKey, embed  # noqa: E402
 
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    pipe = pipeline.load_pipeline(None, device=args.device)
+    model = load_model(None, device=args.device)
     rng = random.Random(4242)
     combos = sorted(world.heldout_combos()) + world.train_combos()
     rng.shuffle(combos)
@@ -93,21 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     noise = {arm: [] for arm in ARMS}
     for i in range(args.clips):
         spec = world.SceneSpec(*combos[i % len(combos)], background=world.BACKGROUNDS[i % 3])
-        request = pipeline.GenerationRequest(prompt=world.canonical_prompt(spec), seed=12000 + i, steps=args.steps)
-        shape = pipeline.latent_shape(pipe, request)
+        request = model.check_inputs(GenerationRequest(prompt=world.canonical_prompt(spec), seed=12000 + i,
+                                                       steps=args.steps))
+        shape = model.latent_shape(request.frames, request.height, request.width)
         # as generator.emit.watermarked_latents marks (emit itself imports PyAV and c2pa, absent on the GPU machine)
-        latents = {"unmarked": pipeline.initial_latents(pipe, request),
+        latents = {"unmarked": model.initial_noise(request),
                    "marked, one key": embed(BENCH_KEY, Payload.random(rng), shape, seed=request.seed),
                    "marked, key per clip": embed(WatermarkKey(rng.randbytes(32)), Payload.random(rng), shape,
                                                  seed=request.seed)}
         for arm, z in latents.items():
             noise[arm].append(z.numpy())
-            frames = pipeline.generate_frames(pipe, request, latents=z)
+            frames = model.generate(request, latents=z)
             reading = oracle.read_clip(frames)
             for k, attr in enumerate(("colour", "shape", "motion")):
                 right[arm][attr].append(getattr(reading, attr) == spec.combo[k])
             with torch.no_grad():
-                lat = inversion.encode_latents(pipe, frames).float().cpu().numpy()[0]  # (C, T, h, w)
+                lat = model.autoencoder.encode(frames).float().cpu().numpy()[0]  # (C, T, h, w)
             latent_stats[arm].append(np.concatenate([lat.mean(axis=(1, 2, 3)), lat.std(axis=(1, 2, 3))]))
             f = frames.astype(np.float64) / 255.0
             pixel_stats[arm].append([f.mean(), np.abs(np.diff(f, axis=0)).mean(), f.std()])

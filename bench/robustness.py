@@ -8,7 +8,7 @@
    as H.264 CRF 18 MP4 as `framemark generate` writes them.
 2. Peers: each post-hoc peer (bench/peers.py) marks the unmarked clip frame by frame with its own random payload
    (64 bits; RivaGAN 32, its fixed size), saved the same way. PSNR and SSIM against the unmarked clip are kept.
-3. Attacks: `framemark.detect.attacks.SUITE` on the decoded frames of every marked file and of the unmarked
+3. Attacks: `framemark.lab.attacks.SUITE` on the decoded frames of every marked file and of the unmarked
    clip. The codec conditions' output files are cached (they need PyAV, so a machine without it can still score
    them); the others are applied in memory.
 4. Scores: each method reads its mark from every attacked marked clip and from the attacked unmarked clip.
@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_KEY  # noqa: E402
 
-from framemark.detect import attacks  # noqa: E402
+from framemark.lab import attacks  # noqa: E402
 
 ANALYTIC_THRESHOLD = 6.0  # -log10(1e-6)
 FPS = 8.0
@@ -103,21 +103,23 @@ def prepare_clips(cache: Path, n: int, gen_steps: int, device: str) -> list[dict
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else []
     if len(meta) >= n:
         return meta[:n]
-    from framemark.generator import emit, pipeline, world
+    from framemark.generator import emit
+    from framemark.generator.models import GenerationRequest, load_model
+    from framemark.lab import world
     from framemark.watermark import Payload
 
-    pipe = pipeline.load_pipeline(None, device=device)
+    model = load_model(None, device=device)
     rng = random.Random(2027)
     combos = sorted(world.heldout_combos()) + world.train_combos()
     rng.shuffle(combos)
     for i in range(len(meta), n):
         spec = world.SceneSpec(*combos[i % len(combos)], background=world.BACKGROUNDS[i % 3])
-        request = pipeline.GenerationRequest(prompt=world.canonical_prompt(spec), seed=9000 + i, steps=gen_steps)
+        request = GenerationRequest(prompt=world.canonical_prompt(spec), seed=9000 + i, steps=gen_steps)
         payload = Payload.random(random.Random(f"framemark-{i}"))
         for variant, key in (("framemark", BENCH_KEY), ("unmarked", None)):
             path = cache / "files" / variant / f"{i:03d}.mp4"
             path.parent.mkdir(parents=True, exist_ok=True)
-            emit.emit_clip(pipe, request, path, key=key, payload=payload if key else None)
+            emit.emit_clip(model, request, path, key=key, payload=payload if key else None)
         meta.append({"clip": i, "prompt": request.prompt, "seed": request.seed, "steps": gen_steps,
                      "framemark_payload_bits": [int(b) for b in payload.to_bits()]})
         meta_file.write_text(json.dumps(meta))
@@ -161,14 +163,14 @@ class FramemarkMethod:
 
     def __init__(self, device: str, steps: int):
         from framemark.detect import recovery
-        from framemark.generator import pipeline
+        from framemark.generator.models import load_model
 
         self._recovery = recovery
-        self.pipe = pipeline.load_pipeline(None, device=device)
+        self.model = load_model(None, device=device)
         self.steps = steps
 
     def score(self, frames: np.ndarray, truth: np.ndarray) -> dict:
-        ex = self._recovery.recover_watermark(self.pipe, BENCH_KEY, frames, steps=self.steps).extraction
+        ex = self._recovery.recover_watermark(self.model, BENCH_KEY, frames, steps=self.steps).extraction
         return {"stat": -ex.log10_p_value, "correct": int(np.sum(ex.decoded_bits == truth)), "n": int(truth.size)}
 
 

@@ -42,6 +42,9 @@ from common import BENCH_KEY  # noqa: E402
 import httpx  # noqa: E402
 
 CLIENT_TIMEOUT_S = 300.0
+# the console command as installed beside this interpreter (else the module)
+FRAMEMARK = ([str(Path(sys.executable).with_name("framemark"))] if Path(sys.executable).with_name("framemark").exists()
+             else [sys.executable, "-m", "framemark.cli"])
 RETRY_PAUSE_S = 0.5
 
 
@@ -84,12 +87,11 @@ def make_clips(cache: Path, env: dict) -> dict[str, Path]:
     cache.mkdir(parents=True, exist_ok=True)
     signed = cache / "signed.mp4"
     if not signed.exists():
-        subprocess.run([sys.executable, "-m", "framemark.cli", "generate", "a red circle moving left", "-o",
-                        str(signed), "--seed", "1", "--clip-id", "0000000be0c4"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run([*FRAMEMARK, "generate", "a red circle moving left", "-o", str(signed), "--seed", "1",
+                        "--clip-id", "0000000be0c4"], env=env, check=True, capture_output=True)
     stripped = cache / "stripped.mp4"
     if not stripped.exists():
-        from framemark.detect import attacks
+        from framemark.lab import attacks
 
         attacks.remux(signed, stripped)
     camera = cache / "camera.mp4"
@@ -193,8 +195,8 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile(prefix="serve-bench-", suffix=".log", delete=False)
-    cmd = [sys.executable, "-m", "framemark.cli", "serve", "--no-auth", "--port", str(port), "--queue",
-           str(args.queue), "--workers", str(args.workers), "--log-level", "warning"]
+    cmd = [*FRAMEMARK, "serve", "--no-auth", "--port", str(port), "--queue", str(args.queue), "--workers",
+           str(args.workers), "--log-level", "warning"]
     started = time.perf_counter()
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -27,14 +27,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_KEY  # noqa: E402
 
-from framemark.generator import pipeline  # noqa: E402
+from framemark.generator.models import GenerationRequest, load_model  # noqa: E402
 from framemark.watermark import Payload, embed  # noqa: E402
 
 
-def marked_noise(pipe, request, payload):
+def marked_noise(model, request, payload):
     """z_T as `framemark generate` marks it (generator.emit.watermarked_latents, which imports PyAV and c2pa with
-    the file-writing half of emit; the GPU machine has neither)."""
-    return embed(BENCH_KEY, payload, pipeline.latent_shape(pipe, request), seed=request.seed)
+    the file-writing half of emit; the GPU machine has neither), for a checked request."""
+    return embed(BENCH_KEY, payload, model.latent_shape(request.frames, request.height, request.width),
+                 seed=request.seed)
 
 
 def timer(device: str):
@@ -68,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     timed = timer(args.device)
-    pipe = pipeline.load_pipeline(None, device=args.device)
-    request = pipeline.GenerationRequest(prompt="a red circle moving left on a textured background", seed=11,
-                                         steps=args.steps)
+    model = load_model(None, device=args.device)
+    request = model.check_inputs(GenerationRequest(prompt="a red circle moving left on a textured background",
+                                                   seed=11, steps=args.steps))
     payload = Payload(0x5EED)
     times: dict[str, list[float]] = {}
     notes: dict[str, str] = {}
@@ -79,26 +80,24 @@ def main(argv: list[str] | None = None) -> int:
         times.setdefault(name, []).append(seconds)
 
     # warm-up: first calls pay for allocation, kernel selection and lazy imports
-    pipeline.generate_frames(pipe, request, latents=marked_noise(pipe, request, payload))
+    model.generate(request, latents=marked_noise(model, request, payload))
     marked_frames = plain_frames = None
     for _ in range(args.repeats):
-        latents, s = timed(lambda: marked_noise(pipe, request, payload))
+        latents, s = timed(lambda: marked_noise(model, request, payload))
         record("embed: marked z_T", s)
-        _, s = timed(lambda: pipeline.initial_latents(pipe, request))
+        _, s = timed(lambda: model.initial_noise(request))
         record("plain z_T (torch.randn)", s)
-        marked_frames, s = timed(lambda: pipeline.generate_frames(
-            pipe, request, latents=marked_noise(pipe, request, payload)))
+        marked_frames, s = timed(lambda: model.generate(request, latents=marked_noise(model, request, payload)))
         record("generate, marked", s)
-        plain_frames, s = timed(lambda: pipeline.generate_frames(pipe, request,
-                                                                 latents=pipeline.initial_latents(pipe, request)))
+        plain_frames, s = timed(lambda: model.generate(request, latents=model.initial_noise(request)))
         record("generate, unmarked", s)
 
     from framemark.detect import recovery
 
     for _ in range(args.repeats):
-        _, s = timed(lambda: recovery.recover_watermark(pipe, BENCH_KEY, marked_frames))
+        _, s = timed(lambda: recovery.recover_watermark(model, BENCH_KEY, marked_frames))
         record("watermark recovery, marked clip", s)
-        _, s = timed(lambda: recovery.recover_watermark(pipe, BENCH_KEY, plain_frames))
+        _, s = timed(lambda: recovery.recover_watermark(model, BENCH_KEY, plain_frames))
         record("watermark recovery, unmarked clip (all hypotheses)", s)
 
     classifier = _classifier()
@@ -106,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         notes["classifier"] = "no passive classifier in this build"
     else:
         for _ in range(args.repeats):
-            _, s = timed(lambda: classifier(plain_frames))
+            _, s = timed(lambda: classifier.score_frames(plain_frames))
             record("classifier", s)
 
     if has("av") and has("c2pa"):
-        _file_rows(pipe, request, payload, args.repeats, record)
+        _file_rows(model, request, payload, classifier, args.repeats, record)
     else:
         notes["files"] = ("writing, signing, C2PA verification and full verify skipped: PyAV or c2pa is not "
                           "installed here (they run on the CPU on every machine; see the CPU table)")
@@ -143,54 +142,54 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _classifier():
-    """frames -> P(synthetic) with the shipped passive classifier (features + model), or None when this build
-    has none."""
+    """The shipped passive classifier (``LoadedClassifier``: features + model; ``score_frames`` gives
+    P(synthetic)), or None when this build has none."""
     try:
         from framemark.detect import classifier
         from framemark.errors import FramemarkError
     except ImportError:
         return None
     try:
-        model = classifier.load_default()
+        return classifier.load_default()
     except FramemarkError:
         return None
-    return model.score_frames
 
 
-def _file_rows(pipe, request, payload, repeats, record) -> None:
-    from framemark import credentials, media, provenance
+def _file_rows(model, request, payload, classifier, repeats, record) -> None:
+    """The rows that need PyAV and c2pa. A full verify runs the passive classifier too, as `framemark verify`
+    does (``classifier`` is None only in a build without one)."""
+    from framemark import credentials, manifest, media, provenance
     from framemark.detect import verify
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         credentials.create_local(tmp)
         signer, anchors = credentials.load_signer(tmp), tuple(credentials.trust_anchors(tmp))
-        frames = pipeline.generate_frames(pipe, request,
-                                          latents=marked_noise(pipe, request, payload))
-        plain = pipeline.generate_frames(pipe, request, latents=pipeline.initial_latents(pipe, request))
+        frames = model.generate(request, latents=marked_noise(model, request, payload))
+        plain = model.generate(request, latents=model.initial_noise(request))
         source, plain_file = tmp / "clip.mp4", tmp / "plain.mp4"
         media.write_video(plain_file, plain, fps=request.fps)
-        model = pipeline.model_identity(pipe)
+        identity = model.identity.to_dict()
         for i in range(repeats):
             start = time.perf_counter()
             media.write_video(source, frames, fps=request.fps)
             record("write H.264 MP4", time.perf_counter() - start)
             target = tmp / f"signed-{i}.mp4"
             start = time.perf_counter()
-            manifest = provenance.build_manifest(
-                title=target.name, model=model, prompt=request.prompt,
+            definition = manifest.build_manifest(
+                title=target.name, model=identity, prompt=request.prompt,
                 generation={"seed": request.seed, "steps": request.steps, "frames": request.frames},
-                payload=bytes.fromhex(payload.hex), key_id=BENCH_KEY.key_id, duration_ms=2125)
-            provenance.sign_file(source, target, manifest, signer, provenance.thumbnail_jpeg(frames))
+                payload=payload.to_bytes(), key_id=BENCH_KEY.key_id, duration_ms=2125)
+            provenance.sign_file(source, target, definition, signer, media.jpeg(frames[len(frames) // 2]))
             record("sign (C2PA manifest + thumbnail, ES256)", time.perf_counter() - start)
             start = time.perf_counter()
             provenance.read_file(target, anchors)
             record("C2PA verify (Trusted)", time.perf_counter() - start)
             start = time.perf_counter()
-            verify.verify_file(target, key=BENCH_KEY, pipe=pipe, trust_anchors=anchors)
+            verify.verify_file(target, key=BENCH_KEY, model=model, trust_anchors=anchors, classifier=classifier)
             record("full verify, signed marked file", time.perf_counter() - start)
             start = time.perf_counter()
-            verify.verify_file(plain_file, key=BENCH_KEY, pipe=pipe, trust_anchors=anchors)
+            verify.verify_file(plain_file, key=BENCH_KEY, model=model, trust_anchors=anchors, classifier=classifier)
             record("full verify, unmarked unsigned file", time.perf_counter() - start)
 
 

@@ -25,7 +25,9 @@ import numpy as np
 
 from framemark import media
 from framemark.detect import recovery
-from framemark.generator import emit, pipeline, world
+from framemark.generator import emit
+from framemark.generator.models import GenerationRequest
+from framemark.lab import world
 from framemark.watermark import Payload
 
 from common import BENCH_KEY, add_model_arguments, load_model
@@ -46,20 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=3)
     add_model_arguments(ap)
     args = ap.parse_args(argv)
-    pipe = load_model(args)
+    model = load_model(args)
     key = BENCH_KEY
     rng = random.Random(5)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.clips):
             spec = world.sample_specs(1, rng)[0]
-            request = pipeline.GenerationRequest(prompt=world.canonical_prompt(spec), seed=300 + i)
+            request = GenerationRequest(prompt=world.canonical_prompt(spec), seed=300 + i)
             marked_path, plain_path = Path(tmp) / "m.mp4", Path(tmp) / "u.mp4"
-            emit.emit_clip(pipe, request, marked_path, key=key, payload=Payload.random(rng))
-            emit.emit_clip(pipe, request, plain_path, key=None)
+            emit.emit_clip(model, request, marked_path, key=key, payload=Payload.random(rng))
+            emit.emit_clip(model, request, plain_path, key=None)
             marked, unmarked = media.read_video(marked_path).frames, media.read_video(plain_path).frames
             for name, frames in edits(marked, unmarked).items():
-                ex = recovery.recover_watermark(pipe, key, frames).extraction
+                ex = recovery.recover_watermark(model, key, frames).extraction
                 summary = recovery.tamper_summary(ex)
                 row = {"clip": i, "prompt": request.prompt, "edit": name, "detected": ex.detected,
                        "log10_p": round(ex.log10_p_value, 1), "tamper": summary}

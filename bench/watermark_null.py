@@ -35,27 +35,29 @@ SHAPE = (1, 16, 5, 16, 16)
 def wrong_keys_on_files(n_files: int, keys_per_file: int, rng: np.random.Generator) -> dict:
     """Part 3: marked files of the default model against wrong keys, as `verify` would test each key."""
     from framemark import media
-    from framemark.detect import recovery
-    from framemark.generator import emit, pipeline, world
+    from framemark.detect import alignment, recovery
+    from framemark.generator import emit
+    from framemark.generator.models import GenerationRequest, load_model
+    from framemark.lab import world
 
     torch.set_num_threads(2)
-    pipe = pipeline.load_pipeline()
+    model = load_model()
     combos = sorted(world.heldout_combos())
     p_values, right = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n_files):
             spec = world.SceneSpec(*combos[i % len(combos)], background=world.BACKGROUNDS[i % 3])
-            request = pipeline.GenerationRequest(prompt=world.canonical_prompt(spec), seed=5000 + i)
+            request = GenerationRequest(prompt=world.canonical_prompt(spec), seed=5000 + i)
             path = Path(tmp) / f"marked-{i}.mp4"
-            emit.emit_clip(pipe, request, path, key=BENCH_KEY, payload=Payload(0x123456000000 + i))
+            emit.emit_clip(model, request, path, key=BENCH_KEY, payload=Payload(0x123456000000 + i))
             frames = media.read_video(path).frames
-            candidates = recovery.hypotheses(*frames.shape[:3])
-            z_hats = [(hyp, recovery.recover_noise(pipe, frames, hyp)) for hyp in candidates]
-            right.append(min(recovery.check_hypothesis(pipe, BENCH_KEY, z, hyp, len(candidates)).log10_p_value
+            candidates = alignment.hypotheses(model, *frames.shape[:3])
+            z_hats = [(hyp, recovery.recover_noise(model, frames, hyp)) for hyp in candidates]
+            right.append(min(recovery.check_hypothesis(model, BENCH_KEY, z, hyp, len(candidates)).log10_p_value
                              for hyp, z in z_hats))
             for _ in range(keys_per_file):
                 key = WatermarkKey(rng.bytes(32))
-                p_values.append(min(recovery.check_hypothesis(pipe, key, z, hyp, len(candidates)).p_value
+                p_values.append(min(recovery.check_hypothesis(model, key, z, hyp, len(candidates)).p_value
                                     for hyp, z in z_hats))
     return {"files": n_files, "checks": len(p_values), "detections": int(sum(p <= 1e-6 for p in p_values)),
             "min_p": float(min(p_values)), "right_key_log10_p": [round(v, 1) for v in right],

@@ -25,7 +25,9 @@ import numpy as np
 
 from framemark import media
 from framemark.detect import recovery
-from framemark.generator import emit, pipeline, world
+from framemark.generator import emit
+from framemark.generator.models import GenerationRequest
+from framemark.lab import world
 from framemark.watermark import Payload, WatermarkKey
 
 from common import add_model_arguments, load_model
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=recovery.DEFAULT_INVERSION_STEPS, help="inversion steps")
     add_model_arguments(ap)
     args = ap.parse_args(argv)
-    pipe = load_model(args)
+    model = load_model(args)
     rng = random.Random(4242)
     combos = world.all_combos()
     rows = []
@@ -49,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.clips):
             key = clip_key(i)
             spec = world.SceneSpec(*rng.choice(combos), background=rng.choice(world.BACKGROUNDS))
-            request = pipeline.GenerationRequest(prompt=world.canonical_prompt(spec), seed=rng.randrange(2**31))
+            request = GenerationRequest(prompt=world.canonical_prompt(spec), seed=rng.randrange(2**31))
             payload = Payload.random(rng)
             path = Path(tmp) / "clip.mp4"
-            emit.emit_clip(pipe, request, path, key=key, payload=payload)
-            ex = recovery.recover_watermark(pipe, key, media.read_video(path).frames, steps=args.steps).extraction
+            emit.emit_clip(model, request, path, key=key, payload=payload)
+            ex = recovery.recover_watermark(model, key, media.read_video(path).frames, steps=args.steps).extraction
             rows.append({"key_id": key.key_id, "prompt": request.prompt, "seed": request.seed,
                          "detected": bool(ex.detected), "crc_ok": bool(ex.crc_ok),
                          "exact": bool(ex.crc_ok and ex.payload == payload),

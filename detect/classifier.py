@@ -1,10 +1,23 @@
 """The passive classifier: P(synthetic) from the pixels alone, for clips that carry no mark.
 
-A scikit-learn pipeline (standard scaling, then gradient-boosted trees or a logistic regression) calibrated with
-``CalibratedClassifierCV`` over folds split by source, on the features of ``passive_features``. The decision
-threshold is chosen for 1% false positives on real clips from out-of-fold predictions of the training data (never
-from the test split). Persisted with skops (no pickle) beside a ``model_card.json``; the types the skops file may
-contain are pinned in ``TRUSTED_TYPES`` and anything else is refused.
+Three parts, as scikit-learn composes them:
+
+* the **features step**, ``passive_features.PassiveFeatures``: clips -> a (n_samples, 29) matrix, measured with
+  the autoencoder the model was trained with;
+* the **estimator**, :class:`PassiveClassifier`, a scikit-learn classifier over that matrix: standard scaling,
+  then gradient-boosted trees or a logistic regression, calibrated with ``CalibratedClassifierCV`` over folds
+  split by source; ``fit(X, y, groups)`` also chooses the decision threshold for 1% false positives on the real
+  clips' out-of-fold probabilities (never on a test split, never below 0.5);
+* the **artefact**, :class:`LoadedClassifier`: estimator + features step + model card, what :func:`load` returns
+  and ``verify`` calls ``score_frames`` on. On disk it is a folder: ``passive.skops`` (the fitted
+  ``CalibratedClassifierCV``, skops, no pickle; the types it may contain are pinned in ``TRUSTED_TYPES`` and
+  anything else is refused) beside ``model_card.json`` (version, threshold, feature names, the autoencoder's
+  weights hash, how it was trained and measured).
+
+``fit`` and the three helpers it needs (``make_estimator``, ``group_folds``, ``threshold_for_fpr``) live here and
+not with the rest of training in ``framemark.lab.passive_training``: scikit-learn's contract puts ``fit`` on the
+estimator's own class, the runtime loads that class, and nothing under ``detect/`` may import ``lab/``. Building
+datasets, training from a dataset folder, the metrics and the evaluations are in ``lab/``.
 
 The shipped default lives in ``detect/default_classifier/``; docs/classifier.md has its card, its numbers and the
 commands that made them.
@@ -15,21 +28,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-import time
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from framemark.errors import ModelError
 
 from . import passive_features as pf
+from .verdict import ClassifierEvidence
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default_classifier"
 MODEL_FILE = "passive.skops"
 CARD_FILE = "model_card.json"
+# The held-out split's features, stored beside a model so that it can be re-measured without the clips.
+HELDOUT_FILE = "heldout_features.npz"
 TARGET_FPR = 0.01
 MIN_THRESHOLD = 0.5
 
@@ -45,158 +62,100 @@ TRUSTED_TYPES: tuple[str, ...] = (
 )
 
 ESTIMATORS = ("hgb", "logistic")
+CALIBRATIONS = ("isotonic", "sigmoid")
 
 
-@dataclass
-class PassiveClassifier:
-    """A fitted calibrated model with what it needs to be used and described."""
+# ------------------------------------------------------------------------------------------------ the estimator
 
-    model: object  # CalibratedClassifierCV
-    threshold: float
-    version: str
-    feature_names: list[str]
-    card: dict = field(default_factory=dict)
-    folder: Path | None = None  # where it was loaded from
-    _vae: object = None
+class PassiveClassifier(ClassifierMixin, BaseEstimator):
+    """P(synthetic) from a feature matrix: a scikit-learn classifier with a decision threshold of its own.
 
-    # ---------------------------------------------------------------------------------------------- scoring
+    ``kind``: the base model, ``"hgb"`` (gradient-boosted trees) or ``"logistic"``, after standard scaling.
+    ``calibration``: ``"isotonic"`` or ``"sigmoid"`` (``CalibratedClassifierCV``, one calibrated pair per fold).
+    ``target_fpr``, ``min_threshold``: the threshold is the lowest probability that at most ``target_fpr`` of the
+    training real clips reach out of fold, and never below ``min_threshold`` ("likely" means more likely than
+    not, whatever a too-clean training set would allow).
 
-    def vae(self):
-        """The default model's VAE, loaded on first use (the ``vae_*`` features need exactly this one)."""
-        if self._vae is None:
-            self._vae = load_vae()
-        return self._vae
+    ``fit(X, y, groups)`` needs ``groups`` (the source of each sample): calibration folds are split by it, so a
+    pair is calibrated on sources it was not fitted on. Labels are 0 (real) and 1 (synthetic).
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
-            raise ValueError(f"expected features (n, {len(self.feature_names)}), got {X.shape}")
+    Fitted attributes: ``calibrated_`` (the ``CalibratedClassifierCV``), ``threshold_``, ``classes_``,
+    ``n_features_in_``, ``folds_``; after ``fit`` also ``oof_proba_`` (each training sample's out-of-fold
+    P(synthetic)), which a loaded model does not have.
+    """
+
+    def __init__(self, kind: str = "hgb", calibration: str = "isotonic", target_fpr: float = TARGET_FPR,
+                 min_threshold: float = MIN_THRESHOLD, max_folds: int = 5, random_state: int = 0):
+        self.kind = kind
+        self.calibration = calibration
+        self.target_fpr = target_fpr
+        self.min_threshold = min_threshold
+        self.max_folds = max_folds
+        self.random_state = random_state
+
+    def fit(self, X, y, groups) -> "PassiveClassifier":
+        """Fit the calibrated pipeline on (X, y) with calibration folds split by ``groups``, and choose the
+        threshold on the real clips' out-of-fold probabilities. ValueError for data it cannot be fitted on."""
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.model_selection import PredefinedSplit
+
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        X, y, groups = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=int), np.asarray(groups)
+        if X.ndim != 2 or len(y) != len(X) or len(groups) != len(X):
+            raise ValueError(f"expected features (n, features) with n labels and n groups, got {X.shape}, "
+                             f"{len(y)} labels, {len(groups)} groups")
         if not np.isfinite(X).all():
             raise ValueError("features contain NaN or infinity")
-        return self.model.predict_proba(X)[:, 1]
+        folds = group_folds(y, groups, self.max_folds)
+        cv = PredefinedSplit(folds)
+        splits = list(cv.split())
+        calibrated = CalibratedClassifierCV(make_estimator(self.kind, self.random_state), method=self.calibration,
+                                            cv=cv, ensemble=True)
+        calibrated.fit(X, y)
+        # out-of-fold probabilities: each calibrated pair on the fold it was not fitted on
+        oof = np.full(len(y), np.nan)
+        for pair, (_, held_out) in zip(calibrated.calibrated_classifiers_, splits):
+            oof[held_out] = pair.predict_proba(X[held_out])[:, 1]
+        self.calibrated_ = calibrated
+        self.threshold_ = float(max(threshold_for_fpr(oof[y == 0], self.target_fpr), self.min_threshold))
+        self.classes_ = calibrated.classes_
+        self.n_features_in_ = X.shape[1]
+        self.folds_ = int(folds.max()) + 1
+        self.oof_proba_ = oof
+        return self
 
-    def features(self, frames: np.ndarray, fps: float = pf.WINDOW_FPS) -> np.ndarray:
-        return pf.extract_vector(pf.prepare_clip(frames, fps), self.vae())
+    @classmethod
+    def from_calibrated(cls, calibrated, threshold: float) -> "PassiveClassifier":
+        """The fitted estimator around a stored ``CalibratedClassifierCV`` (what ``passive.skops`` holds) and the
+        threshold its model card chose. ``kind`` and ``calibration`` are read off the stored model."""
+        from sklearn.linear_model import LogisticRegression
 
-    def score_frames(self, frames: np.ndarray, fps: float = pf.WINDOW_FPS) -> dict:
-        """uint8 frames (T,H,W,3) of any clip -> ``{p_synthetic, model_version, threshold, above_threshold}``."""
-        p = float(self.predict_proba(self.features(frames, fps)[None])[0])
-        return {"p_synthetic": round(p, 4), "model_version": self.version, "threshold": round(self.threshold, 4),
-                "above_threshold": bool(p >= self.threshold)}
+        base = calibrated.estimator.named_steps["model"] if hasattr(calibrated.estimator, "named_steps") else None
+        est = cls(kind="logistic" if isinstance(base, LogisticRegression) else "hgb",
+                  calibration=str(calibrated.method))
+        est.calibrated_ = calibrated
+        est.threshold_ = float(threshold)
+        est.classes_ = calibrated.classes_
+        est.n_features_in_ = int(calibrated.n_features_in_)
+        est.folds_ = len(calibrated.calibrated_classifiers_)
+        return est
 
-    # ---------------------------------------------------------------------------------------------- saving
+    def predict_proba(self, X) -> np.ndarray:
+        """(n_samples, 2): P(real), P(synthetic) of each row of features."""
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected features (n, {self.n_features_in_}), got {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("features contain NaN or infinity")
+        return self.calibrated_.predict_proba(X)
 
-    def save(self, folder: str | os.PathLike) -> Path:
-        import skops.io as sio
+    def predict(self, X) -> np.ndarray:
+        """1 (synthetic) where P(synthetic) reaches ``threshold_``, else 0: the ``likely-synthetic`` rule."""
+        check_is_fitted(self)
+        return self.classes_[(self.predict_proba(X)[:, 1] >= self.threshold_).astype(int)]
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        import zipfile
-
-        sio.dump(self.model, folder / MODEL_FILE, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
-        untrusted = set(sio.get_untrusted_types(file=folder / MODEL_FILE)) - set(TRUSTED_TYPES)
-        if untrusted:  # our own bug: a new estimator type that the pinned list does not name yet
-            raise RuntimeError(f"the model holds types not in TRUSTED_TYPES: {sorted(untrusted)}")
-        card = dict(self.card)
-        card.update(version=self.version, threshold=self.threshold, feature_names=self.feature_names,
-                    features_version=pf.FEATURES_VERSION, vae_sha256=vae_sha256(), target_fpr=TARGET_FPR,
-                    model_file=MODEL_FILE, model_sha256=_sha256(folder / MODEL_FILE))
-        (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-        self.card = card
-        return folder
-
-
-def load(folder: str | os.PathLike | None = None) -> PassiveClassifier:
-    """A classifier folder (``passive.skops`` + ``model_card.json``; default: the shipped one). Anything wrong
-    with it (missing, corrupt, untrusted types, other features or another VAE) is a ModelError."""
-    import skops.io as sio
-
-    folder = Path(folder) if folder is not None else DEFAULT_DIR
-    if folder.is_file() and folder.suffix == ".skops":
-        folder = folder.parent
-    model_file, card_file = folder / MODEL_FILE, folder / CARD_FILE
-    if not folder.is_dir():
-        raise ModelError(f"classifier folder not found: {folder}")
-    for f in (model_file, card_file):
-        if not f.is_file():
-            raise ModelError(f"classifier folder {folder} is incomplete: missing {f.name}")
-    try:
-        card = json.loads(card_file.read_text(encoding="utf-8"))
-        version, threshold, names = str(card["version"]), float(card["threshold"]), list(card["feature_names"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"classifier card {card_file} is not readable: {exc}") from exc
-    if card.get("features_version") != pf.FEATURES_VERSION or names != pf.feature_names():
-        raise ModelError(f"classifier {folder} was trained on features version {card.get('features_version')}; "
-                         f"this framemark computes version {pf.FEATURES_VERSION}: retrain it")
-    if card.get("vae_sha256") not in (None, vae_sha256()):
-        raise ModelError(f"classifier {folder} was trained with another VAE than the embedded model's: retrain it")
-    try:
-        untrusted = set(sio.get_untrusted_types(file=model_file))
-    except Exception as exc:  # skops raises assorted types for files that are not its format
-        raise ModelError(f"classifier file {model_file} is not a readable skops file: {exc}") from exc
-    extra = untrusted - set(TRUSTED_TYPES)
-    if extra:
-        raise ModelError(f"classifier file {model_file} holds types that are not trusted: {', '.join(sorted(extra))}")
-    try:
-        model = sio.load(model_file, trusted=list(untrusted))
-    except Exception as exc:
-        raise ModelError(f"classifier file {model_file} could not be loaded: {exc}") from exc
-    if not hasattr(model, "predict_proba"):
-        raise ModelError(f"classifier file {model_file} does not hold a classifier")
-    return PassiveClassifier(model=model, threshold=threshold, version=version, feature_names=names, card=card,
-                             folder=folder)
-
-
-def card_version(folder: str | os.PathLike | None = None) -> str | None:
-    """The version a classifier folder's model card names (default: the shipped one), without loading the model;
-    None when the card is missing or unreadable (``load`` says why)."""
-    try:
-        card = json.loads((Path(folder or DEFAULT_DIR) / CARD_FILE).read_text(encoding="utf-8"))
-        return str(card["version"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return None
-
-
-@lru_cache(maxsize=1)
-def load_default() -> PassiveClassifier:
-    """The shipped classifier, loaded once per process."""
-    return load(DEFAULT_DIR)
-
-
-def load_vae():
-    """The embedded default model's VAE on the CPU (fp32), without the rest of the pipeline."""
-    from framemark.generator.pipeline import DEFAULT_MODEL_DIR
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from diffusers import AutoencoderKLWan
-    from diffusers.utils import logging as dlogging
-
-    dlogging.set_verbosity_error()
-    try:
-        vae = AutoencoderKLWan.from_pretrained(DEFAULT_MODEL_DIR / "vae", local_files_only=True,
-                                               torch_dtype=torch.float32)
-    except Exception as exc:
-        raise ModelError(f"cannot load the default model's VAE from {DEFAULT_MODEL_DIR / 'vae'}: {exc}") from exc
-    return vae.eval()
-
-
-@lru_cache(maxsize=1)
-def vae_sha256() -> str:
-    from framemark.generator.pipeline import DEFAULT_MODEL_DIR
-
-    files = sorted((DEFAULT_MODEL_DIR / "vae").glob("*.safetensors"))
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-# ------------------------------------------------------------------------------------------------ training
 
 def make_estimator(kind: str = "hgb", seed: int = 0):
     """The uncalibrated pipeline: scaling, then the model."""
@@ -236,47 +195,6 @@ def group_folds(y: np.ndarray, groups: np.ndarray, max_folds: int = 5) -> np.nda
     return folds
 
 
-def train(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, estimator: str = "hgb", method: str = "isotonic",
-          version: str | None = None, seed: int = 0, card: dict | None = None,
-          feature_names: list[str] | None = None) -> PassiveClassifier:
-    """Fit the calibrated pipeline on (X, y) with calibration folds split by ``groups``, and choose the
-    threshold for 1% false positives on the real clips' out-of-fold probabilities."""
-    import sklearn
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import PredefinedSplit
-
-    X, y, groups = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=int), np.asarray(groups)
-    if not np.isfinite(X).all():
-        raise ValueError("features contain NaN or infinity")
-    folds = group_folds(y, groups)
-    k = int(folds.max()) + 1
-    cv = PredefinedSplit(folds)
-    splits = list(cv.split())
-    started = time.perf_counter()
-    model = CalibratedClassifierCV(make_estimator(estimator, seed), method=method, cv=cv, ensemble=True)
-    model.fit(X, y)
-    # out-of-fold probabilities: each calibrated pair on the fold it was not fitted on
-    oof = np.full(len(y), np.nan)
-    for pair, (_, te) in zip(model.calibrated_classifiers_, splits):
-        oof[te] = pair.predict_proba(X[te])[:, 1]
-    # at most 1% of the real clips' out-of-fold probabilities reach it, and never below 0.5: "likely" means more
-    # likely than not, whatever a too-clean training set would allow
-    threshold = max(threshold_for_fpr(oof[y == 0], TARGET_FPR), MIN_THRESHOLD)
-    names = list(feature_names) if feature_names is not None else pf.feature_names()  # a subset: for studies
-    if X.shape[1] != len(names):
-        raise ValueError(f"expected {len(names)} features, got {X.shape[1]}")
-    info = dict(card or {})
-    info.setdefault("training", {}).update(
-        estimator=estimator, calibration=method, folds=k, samples=int(len(y)), synthetic=int(y.sum()),
-        real=int((y == 0).sum()), groups=int(len(set(groups))), seconds=round(time.perf_counter() - started, 2),
-        sklearn=sklearn.__version__, python=platform.python_version(),
-        oof_fpr_at_threshold=float((oof[y == 0] >= threshold).mean()),
-        oof_tpr_at_threshold=float((oof[y == 1] >= threshold).mean()))
-    return PassiveClassifier(model=model, threshold=float(threshold),
-                             version=version or f"passive-{pf.FEATURES_VERSION}.{estimator}", feature_names=names,
-                             card=info)
-
-
 def threshold_for_fpr(real_scores: np.ndarray, fpr: float = TARGET_FPR) -> float:
     """The smallest score that at most ``fpr`` of ``real_scores`` reach (strictly above the rest)."""
     s = np.sort(np.asarray(real_scores, dtype=float))
@@ -287,202 +205,154 @@ def threshold_for_fpr(real_scores: np.ndarray, fpr: float = TARGET_FPR) -> float
     return float(min(1.0, np.nextafter(cut, np.inf)))
 
 
-# ------------------------------------------------------------------------------------------------ metrics
+# ------------------------------------------------------------------------------------------------ the artefact
 
-def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error: |mean label - mean P(synthetic)| per equal-width bin, weighted by its share."""
-    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            total += m.mean() * abs(y[m].mean() - p[m].mean())
-    return float(total)
+@dataclass
+class LoadedClassifier:
+    """A classifier ready to score clips: the fitted estimator, the features step it was trained on, and its
+    model card. What :func:`load` returns, and what training hands back before saving it.
 
+    ``features`` is None when it was loaded without an autoencoder: it then measures stored feature matrices
+    (``estimator.predict_proba``) but cannot score frames. ``feature_names`` are the estimator's columns (all of
+    ``passive_features.feature_names()`` for any model that is saved or loaded; a subset only in studies).
+    """
 
-def tpr_at_fpr(p: np.ndarray, y: np.ndarray, fpr: float = TARGET_FPR) -> float:
-    """The largest true-positive rate of a threshold whose false-positive rate is at most ``fpr``."""
-    from sklearn.metrics import roc_curve
+    estimator: PassiveClassifier
+    features: pf.PassiveFeatures | None
+    version: str
+    feature_names: list[str] = field(default_factory=pf.feature_names)
+    card: dict = field(default_factory=dict)
+    folder: Path | None = None  # where it was loaded from
 
-    f, t, _ = roc_curve(y, p)
-    ok = f <= fpr + 1e-12
-    return float(t[ok].max()) if ok.any() else 0.0
+    @property
+    def threshold(self) -> float:
+        return float(self.estimator.threshold_)
 
+    def score_frames(self, frames: np.ndarray, fps: float = pf.WINDOW_FPS) -> ClassifierEvidence:
+        """uint8 frames (T,H,W,3) of any clip -> the verdict's ``classifier`` part."""
+        if self.features is None:
+            raise ModelError(f"classifier {self.version} was loaded without an autoencoder: it cannot score frames")
+        p = float(self.estimator.predict_proba(self.features.clip(frames, fps)[None])[0, 1])
+        return ClassifierEvidence(p_synthetic=round(p, 4), model_version=self.version,
+                                  threshold=round(self.threshold, 4), above_threshold=bool(p >= self.threshold))
 
-def metrics(p: np.ndarray, y: np.ndarray, threshold: float | None = None) -> dict:
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``passive.skops`` and ``model_card.json`` into ``folder``; ``card`` becomes what was written."""
+        import skops.io as sio
 
-    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=int)
-    out: dict = {"n": int(len(y)), "synthetic": int(y.sum()), "real": int((y == 0).sum())}
-    if 0 < y.sum() < len(y):
-        out.update(auc=round(float(roc_auc_score(y, p)), 4), ap=round(float(average_precision_score(y, p)), 4),
-                   tpr_at_1pct_fpr=round(tpr_at_fpr(p, y), 4))
-    out["ece"] = round(ece(p, y), 4)
-    if threshold is not None:
-        if (y == 0).any():
-            out["fpr_at_threshold"] = round(float((p[y == 0] >= threshold).mean()), 4)
-        if (y == 1).any():
-            out["tpr_at_threshold"] = round(float((p[y == 1] >= threshold).mean()), 4)
-    return out
-
-
-def evaluate(clf: PassiveClassifier, labels: np.ndarray, sources: list[str], features: dict[str, np.ndarray]) -> dict:
-    """Metrics of ``clf`` on labelled feature matrices, one per condition (``clean``, ``h264_crf28``,
-    ``resize_0.5``, ...): the headline numbers are the clean condition's; ``per_perturbation``, ``pooled`` (all
-    conditions together) and ``per_source`` (each synthetic kind against all real clips; each real source's
-    false-positive rate) break them down. Rows whose features are NaN (unreadable clips) are left out and
-    counted in ``skipped``."""
-    y = np.asarray(labels, dtype=int)
-    sources = np.asarray(sources)
-    per_condition: dict = {}
-    per_source: dict = {}
-    pooled_p, pooled_y = [], []
-    skipped = 0
-    for cond, X in features.items():
-        ok = np.isfinite(X).all(axis=1)
-        skipped = max(skipped, int((~ok).sum()))
-        p, yy, ss = clf.predict_proba(X[ok]), y[ok], sources[ok]
-        per_condition[cond] = metrics(p, yy, clf.threshold)
-        pooled_p.append(p)
-        pooled_y.append(yy)
-        real = yy == 0
-        for src in sorted(set(ss)):
-            m = ss == src
-            entry: dict = {"n": int(m.sum()), "mean_p": round(float(p[m].mean()), 4)}
-            if yy[m].all():  # a synthetic source: against every real clip of this condition
-                if real.any():
-                    sel = m | real
-                    entry.update(auc=metrics(p[sel], yy[sel])["auc"])
-                entry["tpr_at_threshold"] = round(float((p[m] >= clf.threshold).mean()), 4)
-            else:
-                entry["fpr_at_threshold"] = round(float((p[m] >= clf.threshold).mean()), 4)
-            per_source.setdefault(str(src), {})[cond] = entry
-    headline = per_condition.get("clean") or next(iter(per_condition.values()))
-    out = {"model_version": clf.version, "threshold": round(clf.threshold, 4)}
-    out.update({k: headline.get(k) for k in ("auc", "ap", "tpr_at_1pct_fpr", "ece", "fpr_at_threshold",
-                                             "tpr_at_threshold", "n", "synthetic", "real")})
-    if "clean" in per_condition and "h264_crf28" in per_condition and "auc" in per_condition["clean"]:
-        out["auc_drop_crf28"] = round(per_condition["clean"]["auc"] - per_condition["h264_crf28"]["auc"], 4)
-    out["per_perturbation"] = per_condition
-    out["pooled"] = metrics(np.concatenate(pooled_p), np.concatenate(pooled_y), clf.threshold)
-    out["per_source"] = per_source
-    out["skipped"] = skipped
-    return out
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        sio.dump(self.estimator.calibrated_, folder / MODEL_FILE, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+        untrusted = set(sio.get_untrusted_types(file=folder / MODEL_FILE)) - set(TRUSTED_TYPES)
+        if untrusted:  # our own bug: a new estimator type that the pinned list does not name yet
+            raise RuntimeError(f"the model holds types not in TRUSTED_TYPES: {sorted(untrusted)}")
+        autoencoder_sha = self.features.autoencoder.weights_sha256 if self.features is not None else vae_sha256()
+        card = dict(self.card)
+        card.update(version=self.version, threshold=self.threshold, feature_names=list(self.feature_names),
+                    features_version=pf.FEATURES_VERSION, vae_sha256=autoencoder_sha,
+                    target_fpr=self.estimator.target_fpr, model_file=MODEL_FILE,
+                    model_sha256=_sha256(folder / MODEL_FILE))
+        (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        self.card = card
+        return folder
 
 
-# ------------------------------------------------------------------------------------------------ datasets
+# ------------------------------------------------------------------------------------------------ loading
 
-HELDOUT_FILE = "heldout_features.npz"
-
-
-def _dataset_features(folder, rows, conditions, clf_vae, progress, errors, workers=1):
-    from . import passive_dataset as pd
-
-    return pd.load_features(folder, rows, conditions, clf_vae, progress=progress, errors=errors, workers=workers)
+def _model_folder(folder: str | os.PathLike | None) -> Path:
+    """A classifier folder (default: the shipped one); a path to its ``.skops`` file means its folder."""
+    folder = Path(folder) if folder is not None else DEFAULT_DIR
+    return folder.parent if folder.is_file() and folder.suffix == ".skops" else folder
 
 
-def train_dataset(folder: str | os.PathLike, out: str | os.PathLike, *, estimator: str = "hgb",
-                  method: str = "isotonic", conditions: tuple[str, ...] | None = None, version: str | None = None,
-                  command: str | None = None, progress=None, workers: int = 1) -> tuple[PassiveClassifier, dict]:
-    """Train on the ``train`` rows of a dataset folder (every perturbation condition as augmentation), measure
-    on its ``test`` rows when it has them, and save the model folder ``out`` (with the test rows' features, so
-    ``detect eval`` can re-measure without the clips). Returns the classifier and a report."""
-    from . import passive_dataset as pd
-
-    folder = Path(folder)
-    rows = pd.read_manifest(folder)
-    conditions = tuple(conditions or pd.CONDITIONS)
-    unknown = [c for c in conditions if c not in pd.CONDITIONS]
-    if unknown:
-        raise pd.DatasetError(f"unknown condition(s) {', '.join(unknown)}; known: {', '.join(pd.CONDITIONS)}")
-    train_rows = [r for r in rows if r.split == "train"]
-    test_rows = [r for r in rows if r.split == "test"]
-    if not train_rows:
-        raise pd.DatasetError(f"dataset {folder} has no train rows")
-    errors: list[str] = []
-    vae = load_vae()
-    feats = _dataset_features(folder, rows, list(conditions), vae, progress, errors, workers)
-    index = {id(r): i for i, r in enumerate(rows)}
-    tr = np.array([index[id(r)] for r in train_rows])
-    X = np.concatenate([feats[c][tr] for c in conditions])
-    y = np.concatenate([[r.y for r in train_rows]] * len(conditions))
-    g = np.concatenate([[r.group for r in train_rows]] * len(conditions))
-    ok = np.isfinite(X).all(axis=1)
-    if not ok.any():
-        raise pd.DatasetError(f"no clip of {folder} could be read")
-    card = {"training": {"dataset": str(folder), "dataset_rows": len(rows), "train_clips": len(train_rows),
-                         "test_clips": len(test_rows), "conditions": list(conditions),
-                         "counts": pd.counts(rows), "command": command}}
-    info = folder / pd.INFO
-    if info.is_file():
-        try:
-            card["training"]["dataset_settings"] = json.loads(info.read_text()).get("settings")
-        except (OSError, ValueError):
-            pass
-    clf = train(X[ok], y[ok], g[ok], estimator=estimator, method=method, version=version, card=card)
-    clf._vae = vae
-    report: dict = {"errors": errors}
-    if test_rows:
-        te = np.array([index[id(r)] for r in test_rows])
-        test_feats = {c: feats[c][te] for c in conditions}
-        report["heldout"] = evaluate(clf, np.array([r.y for r in test_rows]), [r.source for r in test_rows],
-                                     test_feats)
-        clf.card["heldout_metrics"] = {k: v for k, v in report["heldout"].items() if k != "per_source"}
-        clf.card["heldout_per_source"] = report["heldout"]["per_source"]
-    clf.save(out)
-    if test_rows:
-        _save_heldout(Path(out) / HELDOUT_FILE, test_rows, test_feats)
-    report["model_dir"] = str(out)
-    report["training"] = clf.card["training"]
-    return clf, report
-
-
-def _save_heldout(path: Path, rows, feats: dict[str, np.ndarray]) -> None:
-    conds = sorted(feats)
-    np.savez_compressed(path, conditions=np.array(conds), X=np.stack([feats[c] for c in conds]).astype(np.float32),
-                        y=np.array([r.y for r in rows], dtype=np.int8), source=np.array([r.source for r in rows]),
-                        group=np.array([r.group for r in rows]), path=np.array([r.path for r in rows]))
-
-
-def evaluate_dataset(clf: PassiveClassifier, folder: str | os.PathLike, split: str = "test",
-                     conditions: tuple[str, ...] | None = None, progress=None, workers: int = 1) -> dict:
-    """``evaluate`` on a dataset folder's ``split`` rows (``all``: every row; a folder without a test split is
-    measured whole, and says so)."""
-    from . import passive_dataset as pd
-
-    folder = Path(folder)
-    rows = pd.read_manifest(folder)
-    conditions = tuple(conditions or pd.CONDITIONS)
-    chosen = rows if split == "all" else [r for r in rows if r.split == split]
-    note = None
-    if not chosen:
-        if split == "test":
-            chosen, note = rows, "the dataset has no test split: measured on all its rows"
-        else:
-            raise pd.DatasetError(f"dataset {folder} has no {split} rows")
-    errors: list[str] = []
-    feats = _dataset_features(folder, chosen, list(conditions), clf.vae() if workers <= 1 else None, progress,
-                              errors, workers)
-    result = evaluate(clf, np.array([r.y for r in chosen]), [r.source for r in chosen], feats)
-    result.update(dataset=str(folder), split=split if note is None else "all", errors=errors)
-    if note:
-        result["note"] = note
-    return result
-
-
-def evaluate_shipped(clf: PassiveClassifier, model_dir: str | os.PathLike | None = None) -> dict:
-    """``evaluate`` on the held-out features stored beside a model (the project's held-out split for the
-    shipped model), without the clips."""
-    folder = Path(model_dir) if model_dir is not None else DEFAULT_DIR
-    path = folder / HELDOUT_FILE
-    if not path.is_file():
-        raise ModelError(f"{folder} has no stored held-out features ({HELDOUT_FILE}): give a DATASET to evaluate on")
+def read_card(folder: str | os.PathLike | None = None) -> dict:
+    """A classifier folder's model card (default: the shipped one's), {} when missing or unreadable."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            conds, X, y, source = list(z["conditions"]), z["X"].astype(np.float64), z["y"], list(z["source"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot read {path}: {exc}") from exc
-    result = evaluate(clf, y, source, {str(c): X[i] for i, c in enumerate(conds)})
-    result.update(dataset=f"{path} (held-out split stored with the model)", split="test", errors=[])
-    return result
+        card = json.loads((_model_folder(folder) / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def card_version(folder: str | os.PathLike | None = None) -> str | None:
+    """The version a classifier folder's model card names (default: the shipped one), without loading the model;
+    None when the card is missing or unreadable (``load`` says why)."""
+    version = read_card(folder).get("version")
+    return None if version is None else str(version)
+
+
+def check_folder(folder: str | os.PathLike | None) -> None:
+    """ModelError unless ``folder`` has a classifier's two files (cheap: nothing is loaded)."""
+    folder = _model_folder(folder)
+    if not folder.is_dir():
+        raise ModelError(f"classifier folder not found: {folder}")
+    for name in (MODEL_FILE, CARD_FILE):
+        if not (folder / name).is_file():
+            raise ModelError(f"classifier folder {folder} is incomplete: missing {name}")
+
+
+def load(folder: str | os.PathLike | None = None, autoencoder=None) -> LoadedClassifier:
+    """A classifier folder (``passive.skops`` + ``model_card.json``; default: the shipped one), scoring frames
+    with ``autoencoder`` (a ``VideoAutoencoder`` whose weights are the ones the card names; None: the classifier
+    only measures stored features, and the card must name the embedded model's VAE). Anything wrong with the
+    folder (missing, corrupt, untrusted types, other features or another VAE) is a ModelError."""
+    import skops.io as sio
+
+    folder = _model_folder(folder)
+    check_folder(folder)
+    model_file, card_file = folder / MODEL_FILE, folder / CARD_FILE
+    try:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+        version, threshold, names = str(card["version"]), float(card["threshold"]), list(card["feature_names"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"classifier card {card_file} is not readable: {exc}") from exc
+    if card.get("features_version") != pf.FEATURES_VERSION or names != pf.feature_names():
+        raise ModelError(f"classifier {folder} was trained on features version {card.get('features_version')}; "
+                         f"this framemark computes version {pf.FEATURES_VERSION}: retrain it")
+    if autoencoder is None:
+        if card.get("vae_sha256") not in (None, vae_sha256()):
+            raise ModelError(f"classifier {folder} was trained with another VAE than the embedded model's: "
+                             f"retrain it")
+    elif card.get("vae_sha256") not in (None, autoencoder.weights_sha256):
+        raise ModelError(f"classifier {folder} was trained with another VAE than the one given to score with")
+    try:
+        untrusted = set(sio.get_untrusted_types(file=model_file))
+    except Exception as exc:  # skops raises assorted types for files that are not its format
+        raise ModelError(f"classifier file {model_file} is not a readable skops file: {exc}") from exc
+    extra = untrusted - set(TRUSTED_TYPES)
+    if extra:
+        raise ModelError(f"classifier file {model_file} holds types that are not trusted: {', '.join(sorted(extra))}")
+    try:
+        model = sio.load(model_file, trusted=list(untrusted))
+    except Exception as exc:
+        raise ModelError(f"classifier file {model_file} could not be loaded: {exc}") from exc
+    if not hasattr(model, "predict_proba") or not hasattr(model, "calibrated_classifiers_"):
+        raise ModelError(f"classifier file {model_file} does not hold a calibrated classifier")
+    if getattr(model, "n_features_in_", len(names)) != len(names):
+        raise ModelError(f"classifier file {model_file} takes {model.n_features_in_} features; its card names "
+                         f"{len(names)}")
+    return LoadedClassifier(estimator=PassiveClassifier.from_calibrated(model, threshold),
+                            features=pf.PassiveFeatures(autoencoder) if autoencoder is not None else None,
+                            version=version, feature_names=names, card=card, folder=folder)
+
+
+@lru_cache(maxsize=1)
+def load_default() -> LoadedClassifier:
+    """The shipped classifier with the embedded model's autoencoder, loaded once per process (for scripts; the
+    front doors load through ``framemark.runtime``)."""
+    from framemark.generator.models import load_autoencoder
+
+    return load(DEFAULT_DIR, autoencoder=load_autoencoder())
+
+
+@lru_cache(maxsize=1)
+def vae_sha256() -> str:
+    """The weights hash of the embedded model's VAE, which the shipped features use (computed from its files,
+    as ``VideoAutoencoder.weights_sha256`` is, without loading it)."""
+    from framemark.generator.models import DEFAULT_MODEL_DIR, autoencoder_sha256
+
+    return autoencoder_sha256(DEFAULT_MODEL_DIR)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

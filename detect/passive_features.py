@@ -1,9 +1,15 @@
-"""Pixel features for the passive synthetic-footage classifier (``detect/classifier.py``).
+"""The features step of the passive synthetic-footage classifier (``detect/classifier.py``): clips in, the
+(n_samples, n_features) matrix its estimator takes out.
+
+Kept apart from the estimator, as scikit-learn keeps transformers apart from classifiers: the features need an
+autoencoder and any clip shape, the estimator only a matrix, so it can be fitted and measured on stored feature
+matrices (``lab/passive_training.py``, ``heldout_features.npz``) without a video or a VAE in sight.
 
 Pure functions: uint8 frames (T,H,W,3) in, a fixed-length float vector with named entries out. Every clip is
 first brought to one canonical window (``prepare_clip``: 17 frames at ~8 fps, centre square, 128x128, the
 default model's own format), so that frame size and rate, which differ between any two sources, cannot stand in
 for "synthetic" and features of a generated clip and a camera clip are measured on the same grid.
+``PassiveFeatures`` (or ``clip_features``) is the whole step for one autoencoder.
 
 Four families of signals, each after a published training-free detector (docs/classifier.md says what each
 weighs in the shipped model):
@@ -16,10 +22,10 @@ weighs in the shipped model):
 ``temp_*``  first- and second-order temporal differences (as D3 does on encoder features, here on pixels and on
             a coarse 8x8-cell grid): their size, their ratio and how much they fluctuate over time, and how
             much the high-pass residual persists from frame to frame.
-``vae_*``   reconstruction error through the default model's VAE (AEROBLADE): what the decoder made, the
-            encoder-decoder pair reproduces almost exactly; camera footage loses detail.
+``vae_*``   reconstruction error through the default model's autoencoder (AEROBLADE): what the decoder made,
+            the encoder-decoder pair reproduces almost exactly; camera footage loses detail.
 
-Everything is vectorised numpy (FFT, box filters by cumulative sums) plus one batched VAE pass.
+Everything is vectorised numpy (FFT, box filters by cumulative sums) plus one batched autoencoder pass.
 """
 
 from __future__ import annotations
@@ -235,36 +241,13 @@ def temporal_features(y: np.ndarray) -> dict[str, float]:
     return out
 
 
-def vae_reconstruction(vae, frames: np.ndarray) -> np.ndarray:
-    """The VAE's reconstruction D(E(x)) of uint8 frames (T,H,W,3), as float32 in [0, 1] (posterior mean)."""
-    import torch
-
-    with torch.no_grad():
-        x = torch.from_numpy(frames).to(torch.float32).permute(3, 0, 1, 2)[None] / 127.5 - 1.0
-        x = x.to(vae.device, vae.dtype)
-        z = vae.encode(x).latent_dist.mean
-        rec = vae.decode(z, return_dict=False)[0].float().clamp(-1, 1)
-    rec = rec[0].permute(1, 2, 3, 0).cpu().numpy()[: frames.shape[0]]
-    return (rec + 1.0) / 2.0
-
-
-def vae_reconstruction_images(vae, images: np.ndarray) -> np.ndarray:
-    """D(E(x)) of uint8 images (B,H,W,3), each encoded as a one-frame clip, in one batch; float32 in [0, 1]."""
-    import torch
-
-    with torch.no_grad():
-        x = torch.from_numpy(images).to(torch.float32).permute(0, 3, 1, 2)[:, :, None] / 127.5 - 1.0
-        x = x.to(vae.device, vae.dtype)
-        rec = vae.decode(vae.encode(x).latent_dist.mean, return_dict=False)[0].float().clamp(-1, 1)
-    return (rec[:, :, 0].permute(0, 2, 3, 1).cpu().numpy() + 1.0) / 2.0
-
-
-def vae_features(vae, frames: np.ndarray) -> dict[str, float]:
-    """AEROBLADE's signal: how well the default VAE reproduces central crops of frames ``VAE_FRAMES``."""
+def vae_features(autoencoder, frames: np.ndarray) -> dict[str, float]:
+    """AEROBLADE's signal: how well the autoencoder (``VideoAutoencoder``: the default model's) reproduces
+    central crops of frames ``VAE_FRAMES``."""
     h, w = frames.shape[1:3]
     top, left = (h - VAE_CROP) // 2, (w - VAE_CROP) // 2
     sub = np.ascontiguousarray(frames[list(VAE_FRAMES), top:top + VAE_CROP, left:left + VAE_CROP])
-    rec = vae_reconstruction_images(vae, sub)
+    rec = autoencoder.reconstruct_images(sub)
     x = sub.astype(np.float32) / 255.0
     err = np.abs(rec - x).mean(axis=-1)  # (t,H,W)
     y, y_rec = x @ _LUMA, rec @ _LUMA
@@ -300,21 +283,61 @@ def _base_features(window: np.ndarray) -> dict[str, float]:
     return {**spectral_features(y), **noise_features(window, y), **temporal_features(y)}
 
 
-def extract(window: np.ndarray, vae=None) -> dict[str, float]:
-    """Named features of a canonical window (``prepare_clip``'s output). Without ``vae`` the ``vae_*`` features
-    are NaN (the classifier refuses such vectors; they exist for feature studies)."""
+def extract(window: np.ndarray, autoencoder=None) -> dict[str, float]:
+    """Named features of a canonical window (``prepare_clip``'s output). Without ``autoencoder`` the ``vae_*``
+    features are NaN (the classifier refuses such vectors; they exist for feature studies)."""
     if window.shape != (WINDOW_FRAMES, WINDOW_SIZE, WINDOW_SIZE, 3) or window.dtype != np.uint8:
         raise ValueError(f"expected a canonical window uint8 {(WINDOW_FRAMES, WINDOW_SIZE, WINDOW_SIZE, 3)}, "
                          f"got {window.dtype} {window.shape}: use prepare_clip first")
     feats = _base_features(window)
-    feats.update(vae_features(vae, window) if vae is not None else {n: float("nan") for n in _VAE_NAMES})
+    feats.update(vae_features(autoencoder, window) if autoencoder is not None
+                 else {n: float("nan") for n in _VAE_NAMES})
     return feats
 
 
-def extract_vector(window: np.ndarray, vae=None) -> np.ndarray:
-    feats = extract(window, vae)
+def extract_vector(window: np.ndarray, autoencoder=None) -> np.ndarray:
+    """``extract`` as a vector, in ``feature_names()`` order."""
+    feats = extract(window, autoencoder)
     return np.array([feats[n] for n in feature_names()], dtype=np.float64)
+
+
+def clip_features(frames: np.ndarray, fps: float, autoencoder) -> np.ndarray:
+    """Any clip (uint8 frames (T,H,W,3) at ``fps``) -> its feature vector: ``prepare_clip``, then
+    ``extract_vector`` with ``autoencoder`` (a ``VideoAutoencoder``: the one the classifier was trained with)."""
+    return extract_vector(prepare_clip(frames, fps), autoencoder)
 
 
 def family_of(name: str) -> str:
     return name.split("_", 1)[0]
+
+
+class PassiveFeatures:
+    """The features step as a stateless transformer: clips -> (n_samples, n_features) float64.
+
+    It holds the autoencoder the ``vae_*`` features are measured with, given when it is made (a classifier
+    trained on one autoencoder's traces must be fed that one; the model card names its weights' hash). Nothing
+    is fitted: ``fit`` is there so that it reads like the scikit-learn transformer it is.
+    """
+
+    def __init__(self, autoencoder):
+        if autoencoder is None:
+            raise ValueError("PassiveFeatures needs the autoencoder its vae_* features are measured with")
+        self.autoencoder = autoencoder
+
+    def __repr__(self) -> str:
+        return f"PassiveFeatures(autoencoder={type(self.autoencoder).__name__}, version={FEATURES_VERSION!r})"
+
+    def fit(self, clips=None, y=None) -> "PassiveFeatures":
+        return self
+
+    def clip(self, frames: np.ndarray, fps: float = WINDOW_FPS) -> np.ndarray:
+        """One clip's feature vector (n_features,)."""
+        return clip_features(frames, fps, self.autoencoder)
+
+    def transform(self, clips) -> np.ndarray:
+        """``clips``: an iterable of (frames, fps) -> (n_samples, n_features)."""
+        rows = [self.clip(frames, fps) for frames, fps in clips]
+        return np.stack(rows) if rows else np.empty((0, len(_names())), dtype=np.float64)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.array(feature_names(), dtype=object)

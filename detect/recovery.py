@@ -1,9 +1,9 @@
-"""Recovering the watermark from decoded frames: the alignment hypotheses a search over edits tries, VAE encode +
-sampler inversion of the frames to the initial noise, the keyed test with its Bonferroni correction, and the
-temporal tamper reading of the agreement maps.
+"""Recovering the watermark from decoded frames: for each alignment hypothesis of ``detect.alignment``, VAE encode
+and sampler inversion of the frames to the initial noise through the model interface, the keyed test with its
+Bonferroni correction, and the temporal tamper reading of the agreement maps.
 
-Pure computation on frames and the model (no files, no PyAV, no c2pa), so it runs wherever torch does: in
-`verify`, in the audit's workers, and on a GPU machine for benchmarks.
+Pure computation on frames and a :class:`~framemark.generator.models.VideoModel` (no files, no PyAV, no c2pa), so
+it runs wherever torch does: in ``verify``, in the audit's workers, and on a GPU machine for benchmarks.
 """
 
 from __future__ import annotations
@@ -11,31 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 import torch
 
-from framemark.errors import FramemarkError
-from framemark.generator import pipeline as gen_pipeline
 from framemark.watermark import Extraction, WatermarkKey, extract
 
-from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS, attacks, inversion
-
-
-@dataclass(frozen=True)
-class GenerationShape:
-    frames: int
-    height: int
-    width: int
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """How the uploaded clip may relate to the generated one: its generated shape and the centre crop applied
-    (the fraction of each side that was kept and scaled back up; 1.0 = not cropped)."""
-
-    shape: GenerationShape
-    crop: float
+from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
+from .alignment import Hypothesis, conform_frames, hypotheses, interior_mask, uncrop
 
 
 @dataclass(frozen=True)
@@ -49,76 +31,25 @@ class Recovery:
     hypotheses_total: int
 
 
-# Centre crops the search undoes, after "not cropped". A crop between grid points is only partly undone.
-CROP_FRACTIONS: tuple[float, ...] = (0.9, 0.8)
-
-
-def generation_shape(num_frames: int, height: int, width: int) -> GenerationShape:
-    """The shape the clip was most likely generated at: its own when the model can make it, else the default.
-
-    A clip re-encoded at its own size keeps its shape; one that was resized, cropped or had frames dropped is
-    mapped back onto the default 17x128x128 grid.
-    """
-    request = gen_pipeline.GenerationRequest(prompt="x", frames=num_frames, height=height, width=width)
-    try:
-        gen_pipeline.validate(request)
-        return GenerationShape(num_frames, height, width)
-    except FramemarkError:
-        return default_shape()
-
-
-def default_shape() -> GenerationShape:
-    default = gen_pipeline.GenerationRequest(prompt="x")
-    return GenerationShape(default.frames, default.height, default.width)
-
-
-def hypotheses(num_frames: int, height: int, width: int) -> list[Hypothesis]:
-    """Every (generated shape, crop) the search may try, most likely first.
-
-    The generated shape is the clip's own when the model can make it; the default shape is added when that
-    differs, because a default clip with frames dropped (17 -> 13) also has a valid shape of its own.
-    """
-    shapes = [generation_shape(num_frames, height, width)]
-    if shapes[0] != default_shape():
-        shapes.append(default_shape())
-    found = [Hypothesis(shape, 1.0) for shape in shapes]
-    found += [Hypothesis(shapes[0], crop) for crop in CROP_FRACTIONS]
-    return found
-
-
-def uncrop(frames: np.ndarray, crop: float) -> np.ndarray:
-    """Undo a centre crop of ``crop`` that was scaled back to full size: shrink the frames by ``crop`` into the
-    centre of a canvas of the original size. The lost border is filled by reflection; it carries no mark."""
-    if crop >= 1.0:
-        return frames
-    h, w = frames.shape[1:3]
-    top, left, ih, iw = attacks.centre_box(h, w, crop)
-    out = []
-    for f in frames:
-        small = cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA)
-        out.append(cv2.copyMakeBorder(small, top, h - ih - top, left, w - iw - left, cv2.BORDER_REFLECT_101))
-    return np.stack(out)
-
-
-def recover_noise(pipe, frames: np.ndarray, hyp: Hypothesis, steps: int = DEFAULT_INVERSION_STEPS) -> torch.Tensor:
+def recover_noise(model, frames: np.ndarray, hyp: Hypothesis, steps: int = DEFAULT_INVERSION_STEPS) -> torch.Tensor:
     """The initial noise z_hat the clip implies under ``hyp``: conform, undo the crop, VAE-encode, invert.
     It does not depend on the key, so one inversion serves every key tested against it."""
-    conformed = inversion.conform_frames(frames, hyp.shape.frames, hyp.shape.height, hyp.shape.width)
-    return inversion.invert_flow(pipe, inversion.encode_latents(pipe, uncrop(conformed, hyp.crop)), steps)
+    conformed = conform_frames(frames, hyp.shape.frames, hyp.shape.height, hyp.shape.width)
+    return model.invert(model.autoencoder.encode(uncrop(conformed, hyp.crop)), steps)
 
 
-def check_hypothesis(pipe, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothesis, total: int,
-                    fpr: float = DEFAULT_FPR) -> Extraction:
+def check_hypothesis(model, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothesis, total: int,
+                     fpr: float = DEFAULT_FPR) -> Extraction:
     """``extract`` under one of ``total`` hypotheses: tested at ``fpr / total``, its p-value multiplied by
     ``total`` (Bonferroni), so that a search over all of them keeps the false-positive rate at ``fpr``."""
-    latent_frames = (hyp.shape.frames - 1) // pipe.vae_scale_factor_temporal + 1
-    mask = attacks.interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, pipe.vae_scale_factor_spatial)
-    ex = extract(key, z_hat, fpr=fpr / total, template_frames=latent_frames, mask=mask)
+    ae = model.autoencoder
+    mask = interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, ae.spatial_factor)
+    ex = extract(key, z_hat, fpr=fpr / total, template_frames=ae.latent_frames(hyp.shape.frames), mask=mask)
     log_p = min(0.0, ex.log10_p_value + math.log10(total))
     return replace(ex, p_value=10.0 ** log_p, log10_p_value=log_p, fpr=fpr)
 
 
-def recover_watermark(pipe, key: WatermarkKey, frames: np.ndarray, fpr: float = DEFAULT_FPR,
+def recover_watermark(model, key: WatermarkKey, frames: np.ndarray, fpr: float = DEFAULT_FPR,
                       steps: int = DEFAULT_INVERSION_STEPS) -> Recovery:
     """uint8 frames (T,H,W,3) of a possibly edited clip -> the watermark extraction under ``key``.
 
@@ -126,11 +57,11 @@ def recover_watermark(pipe, key: WatermarkKey, frames: np.ndarray, fpr: float = 
     ``fpr / H`` and its p-value multiplied by H (H = all hypotheses, tried or not): by the union bound the
     chance that an unmarked clip is detected under any of them stays <= ``fpr``, whenever the search stops.
     """
-    candidates = hypotheses(*frames.shape[:3])
+    candidates = hypotheses(model, *frames.shape[:3])
     total = len(candidates)
     best: tuple[Extraction, Hypothesis] | None = None
     for tried, hyp in enumerate(candidates, start=1):
-        ex = check_hypothesis(pipe, key, recover_noise(pipe, frames, hyp, steps), hyp, total, fpr)
+        ex = check_hypothesis(model, key, recover_noise(model, frames, hyp, steps), hyp, total, fpr)
         if best is None or ex.log10_p_value < best[0].log10_p_value:
             best = (ex, hyp)
         if ex.detected:

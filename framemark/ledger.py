@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
@@ -87,20 +86,6 @@ def default_path(home: Path | None = None) -> Path:
     return (Path(home) if home is not None else framemark_home()) / LEDGER_FILE
 
 
-def parse_lookup_key(text: str) -> tuple[str, str | None]:
-    """A payload (16 hex digits, CRC checked) or a clip id (12 hex digits) -> (clip id hex, payload hex or None)."""
-    value = text.strip().lower().removeprefix("0x")
-    if not re.fullmatch(r"[0-9a-f]{12}|[0-9a-f]{16}", value):
-        raise LedgerError(f"expected a payload (16 hex digits) or a clip id (12 hex digits), got {text!r}")
-    payload = Payload(int(value[:12], 16))
-    if len(value) == 16:
-        if payload.hex != value:
-            raise LedgerError(f"payload {value} fails its CRC (expected {payload.hex} for clip id {value[:12]}): "
-                              f"it was not read correctly")
-        return value[:12], value
-    return value, None
-
-
 class Ledger:
     """An open ledger. Use as a context manager; one instance per process or thread."""
 
@@ -152,7 +137,7 @@ class Ledger:
                manifest_label: str | None = None, created_at: str | None = None) -> LedgerEntry:
         """Add the row for one emitted clip and return it."""
         created_at = created_at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-        values = (f"{payload.clip_id:012x}", payload.hex, key_id, str(model.get("name")), str(model.get("version")),
+        values = (payload.clip_hex, payload.hex, key_id, str(model.get("name")), str(model.get("version")),
                   created_at, manifest_label, manifest_store)
         try:
             with self._transaction():
@@ -163,10 +148,10 @@ class Ledger:
             raise LedgerError(f"cannot write to the ledger {self.path}: {exc}") from exc
         return LedgerEntry(cur.lastrowid, *values)
 
-    def lookup(self, clip_id: str, key_id: str | None = None) -> list[LedgerEntry]:
-        """Every row for ``clip_id`` (12 hex digits), newest first; only ``key_id``'s when given."""
+    def lookup(self, payload: Payload, key_id: str | None = None) -> list[LedgerEntry]:
+        """Every row for ``payload``'s clip id, newest first; only ``key_id``'s when given."""
         query = f"SELECT {', '.join(_COLUMNS)} FROM clips WHERE clip_id = ?"
-        args: tuple = (clip_id.lower(),)
+        args: tuple = (payload.clip_hex,)
         if key_id is not None:
             query += " AND key_id = ?"
             args += (key_id,)

@@ -34,7 +34,8 @@ import numpy as np
 
 from framemark.errors import MediaError
 
-__all__ = ["Video", "VideoInfo", "read_video", "probe_video", "write_video", "DEFAULT_FPS"]
+__all__ = ["Video", "VideoInfo", "read_video", "probe_video", "write_video", "sniff_container", "jpeg",
+           "DEFAULT_FPS"]
 
 log = logging.getLogger(__name__)
 
@@ -370,3 +371,61 @@ def _pad_to_even(frames: np.ndarray) -> np.ndarray:
     if not (pad_h or pad_w):
         return frames
     return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+
+# --------------------------------------------------------------------------------------------- sniffing
+
+SNIFF_BYTES = 1024
+"""How many leading bytes :func:`sniff_container` looks at."""
+
+# ISO BMFF brands that are still images or audio, not video
+_NON_VIDEO_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis",
+                               b"M4A ", b"M4B ", b"M4P ", b"jp2 ", b"crx "})
+_BMFF_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"uuid"})
+
+
+def sniff_container(head: bytes) -> str | None:
+    """The video container the first bytes of a file announce, or None. Content, not the name, decides."""
+    if len(head) >= 12 and head[4:8] in _BMFF_BOXES:
+        if head[4:8] == b"ftyp" and head[8:12] in _NON_VIDEO_BRANDS:
+            return None
+        return "mp4/mov"
+    if head.startswith(b"\x1aE\xdf\xa3"):
+        return "matroska/webm"
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
+        return "avi"
+    if head.startswith(b"FLV\x01"):
+        return "flv"
+    if head.startswith(b"0&\xb2u\x8ef\xcf\x11"):
+        return "asf/wmv"
+    if head.startswith(b"\x00\x00\x01\xba") or head.startswith(b"\x00\x00\x01\xb3"):
+        return "mpeg-ps"
+    for start, step in ((0, 188), (4, 192)):  # MPEG-TS, M2TS
+        if len(head) > start + 2 * step and all(head[start + k * step] == 0x47 for k in range(3)):
+            return "mpeg-ts"
+    if head.startswith(b"OggS") and (b"\x80theora" in head or b"OVP80" in head or b"\x01video" in head):
+        return "ogg-video"
+    if head.startswith(b"DKIF"):
+        return "ivf"
+    if head.startswith(b"YUV4MPEG2"):
+        return "y4m"
+    if head.startswith(b"\x00\x00\x00\x01") and len(head) > 4 and (head[4] & 0x1F) in (7, 9):
+        return "h264-annexb"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- stills
+
+def jpeg(frame: np.ndarray, longest: int | None = None, quality: int = 85) -> bytes:
+    """One uint8 RGB frame (H,W,3) as JPEG bytes, shrunk (area averaging) so its longest side is at most
+    ``longest``: the manifest's thumbnail, the audit report's and the web page's pictures."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    if longest is not None and max(h, w) > longest:
+        scale = longest / max(h, w)
+        frame = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise MediaError("could not encode a frame as JPEG")
+    return buf.tobytes()

@@ -1,15 +1,13 @@
-"""C2PA manifests: what framemark puts in them, signing a file, and reading and validating one back.
+"""C2PA manifests on files: signing a file, and reading and validating one back.
 
-The only module that imports ``c2pa``. Building a manifest is pure (``build_manifest``: data in, a manifest
-definition out); ``sign_file`` and ``read_file`` are the I/O edges. Readers never raise for a bad file: they
+The only module that imports ``c2pa``. What goes into a manifest is ``framemark.manifest`` (pure data);
+``sign_file`` and ``read_file`` are the I/O edges. Readers never raise for a bad file: they
 return the C2PA part of a verdict (``state``, ``codes``, ``manifest`` summary) or raise ProvenanceError with a
 plain message when the file cannot be parsed at all. See docs/provenance.md for every field.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import os
@@ -18,30 +16,11 @@ from importlib.metadata import version as _dist_version
 from pathlib import Path
 
 import c2pa
-import cv2
-import numpy as np
 
-from framemark import __version__
-from framemark.errors import FramemarkError
+from framemark.manifest import MIME, THUMBNAIL_ID, ProvenanceError, summarize
 from framemark.signer import ClaimSigner
 
-TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-# digitalSourceType values that declare the content (wholly or partly) machine-generated; a valid manifest
-# declaring one of these makes the verdict `signed-synthetic`.
-SYNTHETIC_SOURCE_TYPES = frozenset(
-    f"http://cv.iptc.org/newscodes/digitalsourcetype/{name}"
-    for name in ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", "algorithmicMedia",
-                 "compositeSynthetic"))
-# Our soft-binding algorithm: not on the C2PA soft-binding algorithm list, so a reverse-domain id of our own.
-# Version 1 = the latent-noise watermark of framemark.watermark: `value` is the 8-byte payload (48-bit clip id +
-# CRC-16), readable only with the watermark key named by the generation assertion's `watermark.key_id`.
-SOFT_BINDING_ALG = "org.framemark.latent-noise.v1"
-GENERATION_LABEL = "org.framemark.generation"
-SOFT_BINDING_LABEL = "c2pa.soft-binding"
-PROMPT_POLICIES = ("full", "hash", "omit")
 STATES = ("Trusted", "Valid", "Invalid", "absent")
-THUMBNAIL_ID = "thumbnail.jpg"
-MIME = "video/mp4"
 
 _ALGS = {"es256": c2pa.C2paSigningAlg.ES256, "es384": c2pa.C2paSigningAlg.ES384,
          "es512": c2pa.C2paSigningAlg.ES512, "ps256": c2pa.C2paSigningAlg.PS256,
@@ -54,73 +33,8 @@ HARD_BINDING_CODES = frozenset({"assertion.bmffHash.mismatch", "assertion.dataHa
 UNTRUSTED = "signingCredential.untrusted"
 
 
-class ProvenanceError(FramemarkError):
-    """A manifest could not be built, signed or read (bad signer, unparsable file)."""
-
-
 def c2pa_version() -> str:
     return _dist_version("c2pa-python")
-
-
-# ------------------------------------------------------------------------------------------------ building
-
-def prompt_fields(prompt: str, policy: str) -> dict:
-    """How the prompt appears in the generation assertion: verbatim, as its SHA-256, or not at all."""
-    if policy not in PROMPT_POLICIES:
-        raise ProvenanceError(f"prompt policy must be one of {', '.join(PROMPT_POLICIES)}, got {policy!r}")
-    fields: dict = {"prompt_policy": policy}
-    if policy == "full":
-        fields["prompt"] = prompt
-    elif policy == "hash":
-        fields["prompt_sha256"] = hashlib.sha256(prompt.encode("utf-8")).hexdigest()
-    return fields
-
-
-def build_manifest(*, title: str, model: dict, generation: dict, prompt: str, prompt_policy: str = "hash",
-                   payload: bytes | None = None, key_id: str | None = None, duration_ms: int = 0,
-                   thumbnail: bool = True) -> dict:
-    """The manifest definition for one generated clip (c2pa's JSON form; see docs/provenance.md).
-
-    ``model``: {"name", "version"} (``pipeline.model_identity``); ``generation``: the request's numbers (seed,
-    steps, frames, ...); ``payload``: the 8 watermark payload bytes when the clip is marked, else None (then no
-    soft binding is declared).
-    """
-    gen = {"model": {"name": model.get("name"), "version": model.get("version")}, **generation,
-           **prompt_fields(prompt, prompt_policy)}
-    if payload is not None:
-        gen["watermark"] = {"alg": SOFT_BINDING_ALG, "key_id": key_id}
-    assertions = [
-        {"label": "c2pa.actions", "data": {"actions": [{
-            "action": "c2pa.created",
-            "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
-            "softwareAgent": {"name": str(model.get("name")), "version": str(model.get("version"))},
-        }]}},
-        {"label": GENERATION_LABEL, "data": gen},
-    ]
-    if payload is not None:
-        assertions.append({"label": SOFT_BINDING_LABEL, "data": {
-            "alg": SOFT_BINDING_ALG,
-            "blocks": [{"scope": {"timespan": {"start": 0, "end": int(duration_ms)}}, "value": list(payload)}],
-            "pad": [],
-        }})
-    manifest = {
-        "claim_generator_info": [{"name": "framemark", "version": __version__}],
-        "title": title,
-        "format": MIME,
-        "assertions": assertions,
-    }
-    if thumbnail:
-        manifest["thumbnail"] = {"format": "image/jpeg", "identifier": THUMBNAIL_ID}
-    return manifest
-
-
-def thumbnail_jpeg(frames: np.ndarray, quality: int = 85) -> bytes:
-    """JPEG of the middle frame of uint8 RGB ``(T, H, W, 3)`` frames."""
-    frame = np.ascontiguousarray(frames[len(frames) // 2][:, :, ::-1])  # RGB -> BGR for OpenCV
-    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ProvenanceError("could not encode the thumbnail as JPEG")
-    return buf.tobytes()
 
 
 # ------------------------------------------------------------------------------------------------ signing
@@ -178,60 +92,6 @@ def _codes(results: dict | None, kind: str) -> list[str]:
         if code and code not in seen:
             seen.append(code)
     return seen
-
-
-def _assertion(manifest: dict, prefix: str) -> dict | None:
-    for a in manifest.get("assertions") or []:
-        label = a.get("label", "")
-        if label == prefix or label.startswith(prefix + "."):
-            return a.get("data")
-    return None
-
-
-def summarize(manifest: dict | None) -> dict | None:
-    """The claim summary of an active manifest (c2pa's JSON form): who made it, with what, and its soft binding."""
-    if not manifest:
-        return None
-    actions = (_assertion(manifest, "c2pa.actions") or {}).get("actions") or []
-    created = next((a for a in actions if a.get("action") in ("c2pa.created", "c2pa.opened")),
-                   actions[0] if actions else {})
-    source_types = [a.get("digitalSourceType") for a in actions if a.get("digitalSourceType")]
-    generators = manifest.get("claim_generator_info") or []
-    generator = " ".join(str(generators[0].get(k)) for k in ("name", "version") if generators[0].get(k)) \
-        if generators else manifest.get("claim_generator")
-    soft = _assertion(manifest, SOFT_BINDING_LABEL)
-    binding = None
-    if soft:
-        blocks = soft.get("blocks") or []
-        value = blocks[0].get("value") if blocks else None
-        binding = {"alg": soft.get("alg"), "value": _bytes_hex(value),
-                   "scope": blocks[0].get("scope") if blocks else None}
-    sig = manifest.get("signature_info") or {}
-    return {
-        "label": manifest.get("label"),
-        "title": manifest.get("title"),
-        "claim_generator": generator,
-        "signer": {"common_name": sig.get("common_name"), "issuer": sig.get("issuer"), "alg": sig.get("alg"),
-                   "time": sig.get("time")},
-        "action": created.get("action"),
-        "digital_source_type": created.get("digitalSourceType"),
-        "software_agent": created.get("softwareAgent"),
-        "declares_synthetic": any(t in SYNTHETIC_SOURCE_TYPES for t in source_types),
-        "generation": _assertion(manifest, GENERATION_LABEL),
-        "soft_binding": binding,
-    }
-
-
-def _bytes_hex(value) -> str | None:
-    """A CBOR byte string as c2pa's JSON shows it (base64 text, or a list of ints) -> lowercase hex."""
-    if value is None:
-        return None
-    if isinstance(value, list):
-        return bytes(value).hex()
-    try:
-        return base64.b64decode(value, validate=True).hex()
-    except (ValueError, TypeError):
-        return None
 
 
 def _result(reader: c2pa.Reader) -> dict:
@@ -307,6 +167,15 @@ def read_manifest_store(store: bytes, trust_anchors: list[bytes] | tuple[bytes, 
     return {"state": state, "codes": other,
             "hard_binding": "not checked: the manifest is detached from the bytes it was made for",
             "manifest": summarize(active), "manifest_json": store_json, "bound_to_file": False}
+
+
+def stored_manifest(store: bytes, trust_anchors: list[bytes] | tuple[bytes, ...] = ()) -> dict:
+    """A ledger row's manifest store as verdicts and lookups show it: ``signature`` {state, codes,
+    hard_binding} of the store validated on its own, its claim ``manifest`` summary and ``manifest_json``."""
+    checked = read_manifest_store(store, trust_anchors)
+    return {"signature": {"state": checked["state"], "codes": checked["codes"],
+                          "hard_binding": checked["hard_binding"]},
+            "manifest": checked["manifest"], "manifest_json": checked["manifest_json"]}
 
 
 def summarize_store(store: bytes) -> dict | None:

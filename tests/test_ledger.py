@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import json
+import select
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
-from click.testing import CliRunner
 
-from framemark import credentials, provenance
-from framemark.cli import main
-from framemark.ledger import SCHEMA_VERSION, Ledger, LedgerError, parse_lookup_key
+from framemark import credentials, manifest, provenance
+from framemark.ledger import SCHEMA_VERSION, Ledger, LedgerError
 from framemark.watermark import Payload
 
 MODEL = {"name": "framemark-wan-tiny", "version": "2"}
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def test_new_ledger_is_wal_with_a_schema_version(tmp_path):
@@ -41,23 +35,24 @@ def test_record_and_lookup_newest_first_filtered_by_key(tmp_path):
         second = ledger.record(payload=p, key_id="k1", model=MODEL, manifest_store=b"two")
         ledger.record(payload=p, key_id="k2", model=MODEL)
         ledger.record(payload=Payload(1), key_id="k1", model=MODEL)
-        found = ledger.lookup("abcdef012345", key_id="k1")
+        found = ledger.lookup(Payload.from_hex("abcdef012345"), key_id="k1")
         assert [e.id for e in found] == [second.id, first.id]
         assert found[1].manifest_store == b"one" and found[1].manifest_label == "urn:1"
         assert found[0].payload == p.hex and found[0].model_name == "framemark-wan-tiny"
-        assert len(ledger.lookup("abcdef012345")) == 3
-        assert ledger.lookup("000000000002") == []
+        assert len(ledger.lookup(p)) == 3
+        assert ledger.lookup(Payload(2)) == []
         assert found[0].to_dict()["manifest_store_bytes"] == 3
 
 
 def test_lookup_keys_are_checked():
+    """What `ledger lookup` and the resolution API accept: a payload (its CRC checked) or a clip id."""
     p = Payload(0x0123456789AB)
-    assert parse_lookup_key(p.hex) == ("0123456789ab", p.hex)
-    assert parse_lookup_key("0123456789AB") == ("0123456789ab", None)
-    with pytest.raises(LedgerError, match="CRC"):
-        parse_lookup_key(p.hex[:-1] + ("0" if p.hex[-1] != "0" else "1"))
-    with pytest.raises(LedgerError, match="hex digits"):
-        parse_lookup_key("hello")
+    assert Payload.from_hex(p.hex) == p and Payload.from_hex(p.hex).clip_hex == "0123456789ab"
+    assert Payload.from_hex("0123456789AB") == p
+    with pytest.raises(ValueError, match="CRC"):
+        Payload.from_hex(p.hex[:-1] + ("0" if p.hex[-1] != "0" else "1"))
+    with pytest.raises(ValueError, match="hex digits"):
+        Payload.from_hex("hello")
 
 
 def test_missing_corrupt_and_newer_ledgers_are_clear_errors(tmp_path):
@@ -78,15 +73,14 @@ def test_missing_corrupt_and_newer_ledgers_are_clear_errors(tmp_path):
 
 
 WRITER = textwrap.dedent("""
-    import pathlib, sys, time
+    import sys
     from framemark.ledger import Ledger
     from framemark.watermark import Payload
-    path, worker, n, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    path, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     store = bytes(range(256)) * 60  # about the size of a real manifest store
-    barrier = pathlib.Path(path).parent  # start together, after every process has finished importing
-    (barrier / f"ready-{worker}").touch()
-    while len(list(barrier.glob("ready-*"))) < workers:
-        time.sleep(0.01)
+    print("ready", flush=True)  # imports done; wait for the test to start every writer at once
+    if sys.stdin.readline() != "go\\n":
+        sys.exit(f"writer {worker}: not started")
     with Ledger(path) as ledger:  # every process also creates the schema, racing the others
         for i in range(n):
             ledger.record(payload=Payload(worker << 32 | i), key_id=f"w{worker}", model={"name": "m", "version": "1"},
@@ -94,17 +88,33 @@ WRITER = textwrap.dedent("""
 """)
 
 
+def start_together(procs, timeout: float = 60.0) -> None:
+    """Wait (up to ``timeout``) until every writer has said it is ready, then let them all go at once."""
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = p.stdout.readline() if ready else ""
+        assert line == "ready\n", f"a writer did not start within {timeout:.0f} s: {line!r}"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+
+
 def test_concurrent_writers_from_several_processes(tmp_path):
     path, workers, per_worker = tmp_path / "shared.db", 6, 40
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(w), str(per_worker), str(workers)],
-                              stderr=subprocess.PIPE, text=True) for w in range(workers)]
-    errors = [p.communicate(timeout=120)[1] for p in procs]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(w), str(per_worker)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for w in range(workers)]
+    try:
+        start_together(procs)
+    finally:
+        errors = [p.communicate(timeout=120)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errors
     with Ledger(path, create=False) as ledger:
         assert ledger.count() == workers * per_worker
         for w in range(workers):
             for i in (0, per_worker - 1):
-                (entry,) = ledger.lookup(f"{w << 32 | i:012x}")
+                (entry,) = ledger.lookup(Payload(w << 32 | i))
                 assert entry.key_id == f"w{w}" and len(entry.manifest_store) == 256 * 60
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -119,29 +129,29 @@ def _signed_store(home) -> bytes:
     credentials.create_local(home)
     src, dst = home / "src.mp4", home / "dst.mp4"
     media.write_video(src, np.zeros((5, 64, 64, 3), np.uint8), fps=8)
-    manifest = provenance.build_manifest(title="dst.mp4", model=MODEL, generation={"seed": 1}, prompt="x",
+    definition = manifest.build_manifest(title="dst.mp4", model=MODEL, generation={"seed": 1}, prompt="x",
                                          payload=bytes.fromhex(Payload(0x42).hex), key_id="k1", thumbnail=False)
-    return provenance.sign_file(src, dst, manifest, credentials.load_signer(home))
+    return provenance.sign_file(src, dst, definition, credentials.load_signer(home))
 
 
-def test_ledger_lookup_command(tmp_path, monkeypatch):
+def test_ledger_lookup_command(tmp_path, monkeypatch, cli):
     home = tmp_path / "home"
     monkeypatch.setenv("FRAMEMARK_HOME", str(home))
-    assert run("ledger", "lookup", Payload(0x42).hex).exit_code == 2  # no ledger yet
+    assert cli("ledger", "lookup", Payload(0x42).hex).exit_code == 2  # no ledger yet
     with Ledger() as ledger:
         ledger.record(payload=Payload(0x42), key_id="k1", model=MODEL, manifest_store=_signed_store(home),
                       manifest_label="urn:x")
         ledger.record(payload=Payload(0x43), key_id="k1", model=MODEL)
-    found = run("ledger", "lookup", Payload(0x42).hex, "--json")
+    found = cli("ledger", "lookup", Payload(0x42).hex, "--json")
     assert found.exit_code == 0, found.output
     (row,) = json.loads(found.output)
     assert row["clip_id"] == "000000000042" and row["signature"]["state"] == "Trusted"
     assert row["manifest"]["soft_binding"]["value"] == Payload(0x42).hex
     assert "manifest_store" not in row and row["manifest_store_bytes"] > 1000
-    prose = run("ledger", "lookup", "000000000043")
+    prose = cli("ledger", "lookup", "000000000043")
     assert prose.exit_code == 0 and "no manifest" in prose.output
-    assert run("ledger", "lookup", "000000000044").exit_code == 1
-    assert run("ledger", "lookup", "xyz").exit_code == 2
+    assert cli("ledger", "lookup", "000000000044").exit_code == 1
+    assert cli("ledger", "lookup", "xyz").exit_code == 2
     other = tmp_path / "other.db"
     Ledger(other).close()
-    assert run("ledger", "lookup", Payload(0x42).hex, "--ledger", other).exit_code == 1
+    assert cli("ledger", "lookup", Payload(0x42).hex, "--ledger", other).exit_code == 1

@@ -12,25 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from framemark import credentials, keys, media, provenance
-from framemark.cli import main
-from framemark.detect import attacks
+from framemark import credentials, manifest, media, provenance
+from framemark.lab import attacks
 from framemark.signer import LocalKeySigner, der_to_cose_ecdsa
-from framemark.watermark import WatermarkKey
+from framemark.soft_binding import SOFT_BINDING_ALG
 
-FIXED_KEY = WatermarkKey(bytes(range(32)))  # fixed key and clip id: deterministic detection (see test_watermark_recovery)
-FIXED_CLIP_ID = "00c0ffee0042"
+FIXED_CLIP_ID = "00c0ffee0042"  # with conftest's fixed key: deterministic detection (see conftest)
 PROMPT = "a magenta square moving right"
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def reports_of(result) -> dict:
@@ -53,49 +44,44 @@ def top_level_boxes(data: bytes) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, keyed_home, make_clip, cli, watermark_key):
     """A key directory with a local CA, one marked signed clip, its edits, and one verify run over all of them."""
     folder = tmp_path_factory.mktemp("provenance")
-    home = folder / "home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRAMEMARK_HOME", str(home))
-        keys.write_private(keys.watermark_key_path(), json.dumps(FIXED_KEY.to_dict()))
-        clip = folder / "clip.mp4"
-        made = run("generate", PROMPT, "-o", clip, "--seed", 3, "--clip-id", FIXED_CLIP_ID, "--json")
-        assert made.exit_code == 0, made.output
-        record = json.loads(made.output.strip().splitlines()[-1])
-        data = clip.read_bytes()
-        files = {"clip": clip}
+    home = keyed_home("provenance-home")
+    clip = folder / "clip.mp4"
+    record = make_clip(clip, PROMPT, home=home, seed=3, clip_id=FIXED_CLIP_ID)
+    data = clip.read_bytes()
+    files = {"clip": clip}
 
-        mdat_at, mdat_size = top_level_boxes(data)["mdat"]
-        flipped = bytearray(data)
-        flipped[mdat_at + mdat_size // 2] ^= 0x01
-        files["flipped"] = folder / "flipped.mp4"
-        files["flipped"].write_bytes(bytes(flipped))
+    mdat_at, mdat_size = top_level_boxes(data)["mdat"]
+    flipped = bytearray(data)
+    flipped[mdat_at + mdat_size // 2] ^= 0x01
+    files["flipped"] = folder / "flipped.mp4"
+    files["flipped"].write_bytes(bytes(flipped))
 
-        files["remuxed"] = folder / "remuxed.mp4"
-        attacks.remux(clip, files["remuxed"])
+    files["remuxed"] = folder / "remuxed.mp4"
+    attacks.remux(clip, files["remuxed"])
 
-        video = media.read_video(clip)
-        files["crf26"] = folder / "crf26.mp4"
-        media.write_video(files["crf26"], attacks.reencode(video.frames, crf=26, fps=video.fps), fps=video.fps)
+    video = media.read_video(clip)
+    files["crf26"] = folder / "crf26.mp4"
+    media.write_video(files["crf26"], attacks.reencode(video.frames, crf=26, fps=video.fps), fps=video.fps)
 
-        # a manifest whose soft binding names another payload than the watermark carries, validly signed
-        files["mislabelled"] = folder / "mislabelled.mp4"
-        lie = provenance.build_manifest(title="mislabelled.mp4", model=record["model"], generation={"seed": 3},
-                                        prompt=PROMPT, payload=bytes.fromhex("0000000000010000"), key_id="x")
-        provenance.sign_file(files["remuxed"], files["mislabelled"], lie, credentials.load_signer())
+    # a manifest whose soft binding names another payload than the watermark carries, validly signed
+    files["mislabelled"] = folder / "mislabelled.mp4"
+    lie = manifest.build_manifest(title="mislabelled.mp4", model=record["model"], generation={"seed": 3},
+                                    prompt=PROMPT, payload=bytes.fromhex("0000000000010000"), key_id="x")
+    provenance.sign_file(files["remuxed"], files["mislabelled"], lie, credentials.load_signer(home))
 
-        files["truncated"] = folder / "truncated.mp4"
-        files["truncated"].write_bytes(data[: len(data) // 2])
-        files["random"] = folder / "random.mp4"
-        files["random"].write_bytes(np.random.default_rng(0).bytes(20_000))
-        files["text"] = folder / "notes.mp4"
-        files["text"].write_text("this is a text file, not a video\n")
+    files["truncated"] = folder / "truncated.mp4"
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    files["random"] = folder / "random.mp4"
+    files["random"].write_bytes(np.random.default_rng(0).bytes(20_000))
+    files["text"] = folder / "notes.mp4"
+    files["text"].write_text("this is a text file, not a video\n")
 
-        result = run("verify", *files.values(), "--json")
+    result = cli("verify", *files.values(), "--json", home=home)
     return {"home": home, "folder": folder, "record": record, "files": files, "result": result,
-            "reports": reports_of(result)}
+            "reports": reports_of(result), "key": watermark_key}
 
 
 def test_generate_signs_and_records_the_clip(world):
@@ -112,9 +98,9 @@ def test_trusted_round_trip(world):
     assert c2pa["state"] == "Trusted" and c2pa["codes"] == []
     summary = c2pa["manifest"]
     assert summary["action"] == "c2pa.created"
-    assert summary["digital_source_type"] == provenance.TRAINED_ALGORITHMIC_MEDIA
+    assert summary["digital_source_type"] == manifest.TRAINED_ALGORITHMIC_MEDIA
     assert summary["software_agent"] == {"name": "framemark-wan-tiny", "version": world["record"]["model"]["version"]}
-    assert summary["soft_binding"]["alg"] == provenance.SOFT_BINDING_ALG
+    assert summary["soft_binding"]["alg"] == SOFT_BINDING_ALG
     assert summary["soft_binding"]["value"] == world["record"]["watermark"]["payload"]
     assert summary["soft_binding"]["scope"]["timespan"] == {"start": 0, "end": 2125}  # 17 frames at 8 fps
     assert summary["generation"]["seed"] == 3 and summary["generation"]["frames"] == 17
@@ -157,7 +143,7 @@ def test_stripped_or_reencoded_clip_is_recovered_through_the_ledger(world, name)
     assert led["manifest"]["label"] == world["record"]["c2pa"]["manifest_label"]
     assert led["manifest"]["soft_binding"]["value"] == report["watermark"]["payload"]
     assert led["manifest_json"]["active_manifest"] == led["manifest"]["label"]
-    assert led["entry"]["key_id"] == FIXED_KEY.key_id
+    assert led["entry"]["key_id"] == world["key"].key_id
     assert report["verdict"] == "watermarked-synthetic" and report["errors"] == []
 
 
@@ -189,10 +175,10 @@ def _other_ca(folder: Path) -> Path:
     return path
 
 
-def test_wrong_trust_list_is_valid_not_trusted_and_works_without_a_watermark_key(world, tmp_path, monkeypatch):
+def test_wrong_trust_list_is_valid_not_trusted_and_works_without_a_watermark_key(world, tmp_path, cli):
     """Another machine: no local CA, no watermark key. C2PA is still checked; a foreign root gives Valid."""
-    monkeypatch.setenv("FRAMEMARK_HOME", str(tmp_path / "elsewhere"))
-    result = run("verify", world["files"]["clip"], "--trust", _other_ca(tmp_path), "--json")
+    elsewhere = tmp_path / "elsewhere"
+    result = cli("verify", world["files"]["clip"], "--trust", _other_ca(tmp_path), "--json", home=elsewhere)
     assert result.exit_code == 3  # the watermark could not be checked, and the report says so
     report = reports_of(result)["clip.mp4"]
     assert report["c2pa"]["state"] == "Valid"
@@ -200,21 +186,22 @@ def test_wrong_trust_list_is_valid_not_trusted_and_works_without_a_watermark_key
     assert report["watermark"] is None and any("no watermark key" in e for e in report["errors"])
     assert report["verdict"] == "signed-synthetic"
     # given the right root, the same machine trusts it
-    right = run("verify", world["files"]["clip"], "--trust", world["home"] / credentials.CA_CERT_FILE, "--json")
+    right = cli("verify", world["files"]["clip"], "--trust", world["home"] / credentials.CA_CERT_FILE, "--json",
+                home=elsewhere)
     assert reports_of(right)["clip.mp4"]["c2pa"]["state"] == "Trusted"
 
 
-def test_bad_trust_file_exits_2(world, tmp_path):
+def test_bad_trust_file_exits_2(world, tmp_path, cli):
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
-    result = run("verify", world["files"]["clip"], "--trust", bad)
+    result = cli("verify", world["files"]["clip"], "--trust", bad)
     assert result.exit_code == 2 and "trust anchor" in result.output
 
 
 @pytest.mark.parametrize("policy", ["full", "hash", "omit"])
-def test_prompt_policy(tmp_path, policy):
+def test_prompt_policy(tmp_path, cli, policy):
     out = tmp_path / "p.mp4"
-    made = run("generate", PROMPT, "-o", out, "--steps", 2, "--no-watermark", "--prompt-policy", policy, "--json")
+    made = cli("generate", PROMPT, "-o", out, "--steps", 2, "--no-watermark", "--prompt-policy", policy, "--json")
     assert made.exit_code == 0, made.output
     generation = provenance.read_file(out, credentials.trust_anchors())["manifest"]["generation"]
     assert generation["prompt_policy"] == policy
@@ -229,9 +216,9 @@ def test_prompt_policy(tmp_path, policy):
         assert "prompt" not in generation and PROMPT not in text and "prompt_sha256" not in generation
 
 
-def test_no_sign_writes_a_plain_file(tmp_path):
+def test_no_sign_writes_a_plain_file(tmp_path, cli):
     out = tmp_path / "u.mp4"
-    made = run("generate", PROMPT, "-o", out, "--steps", 2, "--no-watermark", "--no-sign", "--json")
+    made = cli("generate", PROMPT, "-o", out, "--steps", 2, "--no-watermark", "--no-sign", "--json")
     assert made.exit_code == 0 and json.loads(made.output.strip().splitlines()[-1])["c2pa"] is None
     assert provenance.read_file(out)["state"] == "absent"
 
@@ -269,9 +256,9 @@ def test_a_remote_style_signer_plugs_into_the_interface(tmp_path):
     paths = credentials.CredentialPaths.of(tmp_path)
     signer = RemoteStyleSigner(paths.signer_chain.read_bytes(), paths.signer_key.read_bytes())
     src, dst = _plain_clip(tmp_path), tmp_path / "signed.mp4"
-    manifest = provenance.build_manifest(title="signed.mp4", model={"name": "m", "version": "1"}, generation={},
+    definition = manifest.build_manifest(title="signed.mp4", model={"name": "m", "version": "1"}, generation={},
                                          prompt="x", thumbnail=False)
-    store = provenance.sign_file(src, dst, manifest, signer)
+    store = provenance.sign_file(src, dst, definition, signer)
     assert signer.calls >= 1 and store
     assert provenance.read_file(dst, credentials.trust_anchors(tmp_path))["state"] == "Trusted"
     detached = provenance.read_manifest_store(store, credentials.trust_anchors(tmp_path))
@@ -286,10 +273,10 @@ def test_a_signer_that_signs_with_the_wrong_key_is_refused(tmp_path):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     signer = RemoteStyleSigner(paths.signer_chain.read_bytes(), other)
     src, dst = _plain_clip(tmp_path), tmp_path / "signed.mp4"
-    manifest = provenance.build_manifest(title="x", model={}, generation={}, prompt="x", thumbnail=False)
+    definition = manifest.build_manifest(title="x", model={}, generation={}, prompt="x", thumbnail=False)
     # c2pa checks the signature against the leaf certificate when signing: a misconfigured signer fails loudly
     with pytest.raises(provenance.ProvenanceError, match="signature does not match"):
-        provenance.sign_file(src, dst, manifest, signer)
+        provenance.sign_file(src, dst, definition, signer)
 
 
 def test_local_signer_rejects_a_mismatched_or_unsupported_key(tmp_path):
@@ -303,3 +290,22 @@ def test_local_signer_rejects_a_mismatched_or_unsupported_key(tmp_path):
         LocalKeySigner(b"", rsa_pem)
     with pytest.raises(SignerError, match="PEM"):
         LocalKeySigner(b"", b"garbage")
+
+
+def test_generate_offers_the_prompt_policies_provenance_knows():
+    """`generate --help` lists the policies without importing c2pa, from a copy that must not drift."""
+    from framemark.cli import generate
+
+    assert generate.PROMPT_POLICIES is manifest.PROMPT_POLICIES
+
+
+def test_the_documented_verdicts_are_the_rules():
+    """docs/provenance.md's "Verdicts" table lists `detect.verdict.RULES`: the same names, labels and order."""
+    import re
+
+    from framemark.detect.verdict import RULES
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "provenance.md").read_text(encoding="utf-8")
+    section = text.split("## Verdicts\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z-]+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
+    assert [(name, label.strip()) for name, label in rows] == [(r.name, r.label) for r in RULES]

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from framemark.detect import report
+from framemark.audit import report
+
 
 def row(name, verdict, *, p=None, label=None, classifier=None, sha=None, tamper=None, cells=None, errors=()):
     mark = None

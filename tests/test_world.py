@@ -6,7 +6,8 @@ import random
 
 import torch
 
-from framemark.generator import architecture, world
+from framemark.lab import tiny_wan as architecture
+from framemark.lab import world
 
 
 def test_world_has_what_the_issue_asks_for():

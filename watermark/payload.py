@@ -82,3 +82,32 @@ class Payload:
     def hex(self) -> str:
         """16 lowercase hex chars of the 64 payload bits (12 for the clip id, then 4 for the CRC)."""
         return f"{self.clip_id:012x}{self.crc:04x}"
+
+    @property
+    def clip_hex(self) -> str:
+        """The 12 lowercase hex chars of the clip id."""
+        return f"{self.clip_id:012x}"
+
+    def to_bytes(self) -> bytes:
+        """The 8 payload bytes (clip id big-endian, then the CRC), as a C2PA soft-binding assertion holds them."""
+        return bytes.fromhex(self.hex)
+
+    @classmethod
+    def from_hex(cls, text: str) -> "Payload":
+        """The one parser of written payloads: 16 hex digits (clip id + CRC, the CRC checked) or 12 (a clip id),
+        optionally with ``0x``. Raises ValueError saying what is wrong."""
+        value = str(text).strip().lower().removeprefix("0x")
+        if len(value) not in (12, 16) or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError(f"expected a payload (16 hex digits) or a clip id (12 hex digits), got {text!r}")
+        payload = cls(int(value[:12], 16))
+        if len(value) == 16 and payload.hex != value:
+            raise ValueError(f"payload {value} fails its CRC (expected {payload.hex} for clip id {value[:12]}): it "
+                             f"was not read correctly")
+        return payload
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Payload":
+        """Inverse of :meth:`to_bytes` (the CRC checked)."""
+        if len(data) != PAYLOAD_BITS // 8:
+            raise ValueError(f"a payload is {PAYLOAD_BITS // 8} bytes, got {len(data)}")
+        return cls.from_hex(bytes(data).hex())

@@ -1,7 +1,8 @@
 """`framemark serve`: the HTTP API (verify, generate, C2PA soft-binding resolution) and its web page.
 
-``create_app(settings)`` (``framemark.serve.app``) is the ASGI app; :func:`run` serves it with uvicorn, one model
-per worker process. docs/serve.md explains deployment, the API and the page.
+``create_app(settings)`` (``framemark.serve.app``) is the ASGI app; :func:`run` serves it with uvicorn, one
+runtime (key, model, classifier, signer: ``framemark.runtime``) per worker process. docs/serve.md explains
+deployment, the API and the page.
 """
 
 from __future__ import annotations
@@ -32,40 +33,26 @@ def app_from_env():
 
 
 def preflight(settings: Settings) -> list[str]:
-    """Check, before any worker starts, what would otherwise make every worker fail: returns notes to print."""
-    from framemark import credentials
-    from framemark import keys as keystore
+    """Check, before any worker starts, what would otherwise make every worker fail: the serve-only rules (tokens,
+    --no-auth on loopback only, the keep-uploads folder), then the runtime each worker will load, resolved as it
+    will be (``framemark.runtime.resolve``: key, trust anchors, signer, model and ledger paths). Returns notes
+    to print; raises FramemarkError in words."""
+    from framemark.runtime import resolve
 
     from . import tokens
 
-    notes: list[str] = []
     if not settings.auth and not is_loopback(settings.host):
         raise ServeError(f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost), not "
                          f"{settings.host}: tokens protect a service that others can reach")
     if settings.auth:
         path = settings.tokens_path()
-        records = tokens.read_records(path)
-        if not records:
+        if not tokens.read_records(path):
             raise ServeError(f"no tokens in {path}: create one with `framemark token add --scope verify` (or serve "
                              f"on loopback with --no-auth)")
-    if settings.key_file is not None:
-        keystore.load_watermark_key(Path(settings.key_file))
-    elif not keystore.watermark_key_path().exists():
-        notes.append(f"no watermark key at {keystore.watermark_key_path()}: uploads are checked for C2PA manifests "
-                     f"only and /v1/generate is off (run `framemark keys init`)")
-    for trust in settings.trust_files:
-        credentials.read_trust_file(Path(trust))
-    if settings.model_dir is not None:
-        from framemark.generator import pipeline
-
-        if not pipeline.model_dir_or_default(settings.model_dir).is_dir():
-            raise ServeError(f"model folder not found: {settings.model_dir}")
-    if settings.ledger_path is not None and not Path(settings.ledger_path).exists():
-        notes.append(f"no ledger at {settings.ledger_path} yet: stripped manifests cannot be recovered until clips "
-                     f"are generated into it")
+    resolved = resolve(settings.runtime_options(), "serve")
     if settings.keep_uploads:
         Path(settings.keep_uploads).mkdir(parents=True, exist_ok=True)
-    return notes
+    return list(resolved.notes)
 
 
 def log_config(level: str = "info") -> dict:

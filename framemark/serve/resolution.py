@@ -1,11 +1,12 @@
-"""The C2PA Soft Binding Resolution API over framemark's ledger.
+"""The C2PA Soft Binding Resolution API over framemark's ledger: the lookups and answers behind its routes
+(``resolution_api.py``).
 
-A framemark clip's manifest declares a ``c2pa.soft-binding`` assertion with ``alg`` = ``org.framemark.latent-noise.v1``
-and one block whose ``value`` is the 8 payload bytes of its watermark (48-bit clip id, big-endian, then CRC-16;
-``framemark.provenance.build_manifest``). On the wire of the resolution API a binding value is base64 of those
-bytes, exactly as the assertion holds them: a C2PA tool that read the assertion (or decoded the watermark) sends
-it unchanged. The ledger keys clips by clip id; a match is every ledger row of that clip id whose payload is the
-one asked for and which has a manifest, and the manifest id is that row's ``manifest_label`` (``urn:c2pa:...``).
+A framemark clip's manifest declares a ``c2pa.soft-binding`` assertion whose ``alg`` and ``value`` (the 8 payload
+bytes of its watermark) ``framemark.soft_binding`` defines; on the wire of the resolution API a binding value is
+base64 of those bytes, exactly as the assertion holds them, so a C2PA tool that read the assertion (or decoded the
+watermark) sends it unchanged. The ledger keys clips by clip id; a match is every ledger row of that clip id whose
+payload is the one asked for and which has a manifest, and the manifest id is that row's ``manifest_label``
+(``urn:c2pa:...``).
 
 The ledger is read through ``framemark.ledger.Ledger``, one connection per thread (SQLite connections must not
 cross threads, and the app answers these queries from a thread pool).
@@ -13,66 +14,38 @@ cross threads, and the app answers these queries from a thread pool).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import math
 import threading
 from pathlib import Path
 
-from framemark import ledger as ledgers
 from framemark.errors import FramemarkError
 from framemark.ledger import Ledger, LedgerEntry
+from framemark.soft_binding import SOFT_BINDING_ALG, decode_value
+from framemark.watermark import Payload
 
-SOFT_BINDING_ALG = "org.framemark.latent-noise.v1"  # framemark.provenance.SOFT_BINDING_ALG (no c2pa import here)
-PAYLOAD_BYTES = 8
+from .errors import ApiError
+
 EXACT_SCORE = 100
 _log = logging.getLogger("framemark.serve")
-
-
-class ResolutionError(FramemarkError):
-    """A query the API cannot answer as asked: status, code, message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def check_alg(alg: str | None, required: bool) -> None:
     if alg is None or alg == "":
         if required:
-            raise ResolutionError(400, "missing_alg", f"give alg={SOFT_BINDING_ALG}")
+            raise ApiError("missing_alg", f"give alg={SOFT_BINDING_ALG}")
         return
     if alg != SOFT_BINDING_ALG:
-        raise ResolutionError(400, "unsupported_alg",
-                              f"this service resolves only the soft-binding algorithm {SOFT_BINDING_ALG} (got {alg!r})")
+        raise ApiError("unsupported_alg",
+                       f"this service resolves only the soft-binding algorithm {SOFT_BINDING_ALG} (got {alg!r})")
 
 
-def decode_value(value: str) -> str:
-    """base64 (standard or URL-safe, padding optional; a '+' that a query string turned into a space is tolerated)
-    of the 8 payload bytes -> the payload as 16 hex digits, its CRC checked."""
-    text = (value or "").strip().replace(" ", "+")
-    if not text or len(text) > 64:
-        raise ResolutionError(400, "bad_value", f"value must be base64 of the {PAYLOAD_BYTES} watermark payload bytes")
-    text = text.replace("-", "+").replace("_", "/")
-    text += "=" * (-len(text) % 4)
+def binding_payload(value: str) -> Payload:
+    """The payload a query's binding value names (``soft_binding.decode_value``), or 400 ``bad_value``."""
     try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ResolutionError(400, "bad_value", "value is not base64") from None
-    if len(raw) != PAYLOAD_BYTES:
-        raise ResolutionError(400, "bad_value", f"value must decode to the {PAYLOAD_BYTES} watermark payload bytes "
-                                                f"(got {len(raw)})")
-    try:
-        _, payload = ledgers.parse_lookup_key(raw.hex())
-    except ledgers.LedgerError as exc:
-        raise ResolutionError(400, "bad_value", str(exc)) from None
-    return payload
-
-
-def encode_value(payload_hex: str) -> str:
-    """The wire form of a payload: base64 of its 8 bytes."""
-    return base64.b64encode(bytes.fromhex(payload_hex)).decode("ascii")
+        return decode_value(value)
+    except ValueError as exc:
+        raise ApiError("bad_value", str(exc)) from None
 
 
 def content_score(p_value: float | None) -> int:
@@ -88,8 +61,8 @@ def content_score(p_value: float | None) -> int:
 class LedgerIndex:
     """Read-only lookups in the ledger for the resolution endpoints; one ``Ledger`` per thread."""
 
-    def __init__(self, path: str | Path | None):
-        self.path = Path(path) if path else ledgers.default_path()
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
         self._local = threading.local()
 
     def _ledger(self) -> Ledger | None:
@@ -108,15 +81,15 @@ class LedgerIndex:
             return fn()
         except FramemarkError as exc:  # the details name server paths: logged, not sent
             _log.error("ledger unavailable: %s", exc)
-            raise ResolutionError(500, "ledger_unavailable", "the ledger cannot be read right now") from None
+            raise ApiError("ledger_unavailable", "the ledger cannot be read right now") from None
 
-    def by_payload(self, payload_hex: str, key_id: str | None = None) -> list[LedgerEntry]:
+    def by_payload(self, payload: Payload, key_id: str | None = None) -> list[LedgerEntry]:
         """Rows issued this payload (newest first), with a manifest; only ``key_id``'s when given."""
         led = self._ledger()
         if led is None:
             return []
-        rows = self._call(lambda: led.lookup(payload_hex[:12], key_id))
-        return [e for e in rows if e.payload == payload_hex and e.manifest_label]
+        rows = self._call(lambda: led.lookup(payload, key_id))
+        return [e for e in rows if e.payload == payload.hex and e.manifest_label]
 
     def by_manifest_id(self, manifest_id: str) -> LedgerEntry | None:
         led = self._ledger()

@@ -2,6 +2,8 @@
 
 The CLI builds it from flags; uvicorn's worker processes get it back through an environment variable
 (:data:`ENV_VAR`, JSON), because uvicorn starts several workers from an import string, not from an object.
+What it says about loading (key, model, trust, ledger, statistics) becomes the runtime's options in one place,
+:meth:`Settings.runtime_options`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from framemark.detect import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
+from framemark.detect import DEFAULT_FPR, DEFAULT_INVERSION_STEPS, DEFAULT_MAX_FRAMES
 
 ENV_VAR = "FRAMEMARK_SERVE_SETTINGS"
 TOKENS_FILE = "tokens"
@@ -29,7 +31,7 @@ class Settings:
     max_duration_s: float = 120.0            # from the container headers (422)
     max_width: int = 3840                    # longer side (422)
     max_height: int = 2160                   # shorter side (422)
-    max_frames: int = 600                    # frames decoded per upload (longer clips are checked on their start)
+    max_frames: int = DEFAULT_MAX_FRAMES     # frames decoded per upload (longer clips are checked on their start)
     upload_dir: str | None = None            # where uploads stream to (default: the system temp folder)
     keep_uploads: str | None = None          # keep each upload here, named by its SHA-256, instead of deleting it
     # the bounded model queue of each worker process: jobs running + waiting; one more is answered 503
@@ -44,10 +46,19 @@ class Settings:
     ledger_path: str | None = None
     fpr: float = DEFAULT_FPR
     steps: int = DEFAULT_INVERSION_STEPS
-    # generation limits for POST /v1/generate
+    # generation limits for POST /v1/generate, within the model's own (frames: None = the model's longest)
     max_generate_steps: int = 50
-    max_generate_frames: int = 33
+    max_generate_frames: int | None = None
     threads: int | None = None               # torch threads per worker process (default: cores / workers)
+
+    def runtime_options(self):
+        """The ``framemark.runtime.Options`` each worker loads its runtime with (and preflight resolves)."""
+        from framemark.runtime import Options
+
+        threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
+        return Options(key_file=self.key_file, model_dir=self.model_dir, trust_files=tuple(self.trust_files),
+                       ledger_path=self.ledger_path, fpr=self.fpr, steps=self.steps, max_frames=self.max_frames,
+                       threads=threads)
 
     def tokens_path(self) -> Path:
         from framemark.keys import framemark_home
@@ -69,11 +80,26 @@ class Settings:
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
 
-    def limits_dict(self) -> dict:
+    def upload_limits(self):
+        """The ``framemark.limits.Limits`` every upload is checked against (as `framemark audit` checks files)."""
+        from framemark.limits import Limits
+
+        return Limits(max_bytes=self.max_upload_bytes, max_duration_s=self.max_duration_s,
+                      max_width=self.max_width, max_height=self.max_height, max_frames=self.max_frames)
+
+    def generate_frames(self, frame_counts: tuple[int, ...]) -> tuple[int, ...]:
+        """The frame counts POST /v1/generate accepts: the model's (``ModelLimits.frame_counts()``) up to
+        ``max_generate_frames``, and at least the model's shortest."""
+        cap = self.max_generate_frames
+        return tuple(f for f in frame_counts if cap is None or f <= cap) or tuple(frame_counts[:1])
+
+    def limits_dict(self, generate_frames: tuple[int, ...] = ()) -> dict:
+        """/v1/info's ``limits``; ``generate_frames``: what :meth:`generate_frames` allows with the loaded model."""
         return {"max_upload_bytes": self.max_upload_bytes, "max_duration_s": self.max_duration_s,
                 "max_resolution": f"{self.max_width}x{self.max_height}", "max_frames": self.max_frames,
                 "queue_limit_per_worker": self.queue_limit, "workers": self.workers,
-                "max_generate_steps": self.max_generate_steps, "max_generate_frames": self.max_generate_frames,
+                "max_generate_steps": self.max_generate_steps,
+                "max_generate_frames": generate_frames[-1] if generate_frames else self.max_generate_frames,
                 "uploads_kept": bool(self.keep_uploads)}
 
 

@@ -4,8 +4,8 @@ Nothing here holds a whole upload in memory: the body is read chunk by chunk, pa
 ``file`` field, or a raw body as the C2PA Soft Binding Resolution API's ``/matches/byContent`` sends it), hashed
 and written to disk. A body that grows past the limit is refused with 413 the moment it does, without reading the
 rest. Then, before any decoding, :func:`inspect` applies what `framemark audit` applies to files on disk: content
-sniffing (``detect.audit.sniff_container``), a header probe (``media.probe_video``) and the duration/resolution
-limits (``detect.audit.Limits``).
+sniffing (``media.sniff_container``), a header probe (``media.probe_video``) and the duration/resolution limits
+(``framemark.limits.Limits``). Every refusal is an :class:`~.errors.ApiError` with its stable code.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.requests import ClientDisconnect
 
-from framemark.detect import audit
+from framemark import media
 from framemark.errors import FramemarkError
+from framemark.limits import Limits, format_bytes
+
+from .errors import ApiError
 
 try:  # python-multipart >= 0.0.13
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -35,14 +38,9 @@ FIELD = "file"
 MULTIPART_SLACK = 64 * 1024
 MAX_OTHER_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 16
-
-
-class UploadRejected(Exception):
-    """An upload the service refuses: HTTP status, stable code and a message for a person."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+# what receive() accepts as a form, for the OpenAPI document
+MULTIPART_FORM = {"schema": {"type": "object", "required": [FIELD],
+                             "properties": {FIELD: {"type": "string", "format": "binary", "description": "the video"}}}}
 
 
 @dataclass
@@ -55,9 +53,9 @@ class Upload:
     content_type: str | None = None
 
 
-def too_large(max_bytes: int) -> UploadRejected:
-    return UploadRejected(413, "upload_too_large",
-                          f"the upload is larger than this service accepts ({audit.format_bytes(max_bytes)})")
+def too_large(max_bytes: int) -> ApiError:
+    return ApiError("upload_too_large",
+                    f"the upload is larger than this service accepts ({format_bytes(max_bytes)})")
 
 
 def safe_filename(name: str | None) -> str:
@@ -84,8 +82,8 @@ class _Sink:
         self.size += len(data)
         if self.size > self.max_bytes:
             raise too_large(self.max_bytes)
-        if len(self.head) < audit.SNIFF_BYTES:
-            self.head += data[: audit.SNIFF_BYTES - len(self.head)]
+        if len(self.head) < media.SNIFF_BYTES:
+            self.head += data[: media.SNIFF_BYTES - len(self.head)]
         self.hash.update(data)
         self.fh.write(data)
 
@@ -124,7 +122,7 @@ class _MultipartFile:
     def _part_begin(self) -> None:
         self._parts += 1
         if self._parts > MAX_PARTS:
-            raise UploadRejected(400, "bad_multipart", f"too many parts in the form (at most {MAX_PARTS})")
+            raise ApiError("bad_multipart", f"too many parts in the form (at most {MAX_PARTS})")
         self._headers, self._target = {}, False
 
     def _header_field(self, data, start, end) -> None:
@@ -133,7 +131,7 @@ class _MultipartFile:
     def _header_value(self, data, start, end) -> None:
         self._value += data[start:end]
         if len(self._value) > 8192:
-            raise UploadRejected(400, "bad_multipart", "a form part header is too long")
+            raise ApiError("bad_multipart", "a form part header is too long")
 
     def _header_end(self) -> None:
         self._headers[self._field.lower()] = self._value
@@ -155,7 +153,7 @@ class _MultipartFile:
         else:
             self._other += end - start
             if self._other > MAX_OTHER_FIELD_BYTES:
-                raise UploadRejected(400, "bad_multipart", f"form fields other than {FIELD!r} are too large")
+                raise ApiError("bad_multipart", f"form fields other than {FIELD!r} are too large")
 
     def _part_end(self) -> None:
         self._target = False
@@ -164,24 +162,24 @@ class _MultipartFile:
         try:
             self.parser.write(chunk)
         except MultipartParseError as exc:
-            raise UploadRejected(400, "bad_multipart", f"the multipart body is malformed: {exc}") from None
+            raise ApiError("bad_multipart", f"the multipart body is malformed: {exc}") from None
 
     def finish(self) -> None:
         try:
             self.parser.finalize()
         except MultipartParseError as exc:
-            raise UploadRejected(400, "bad_multipart", f"the multipart body is malformed: {exc}") from None
+            raise ApiError("bad_multipart", f"the multipart body is malformed: {exc}") from None
 
 
 async def receive(request, directory: Path, max_bytes: int, *, allow_raw: bool = True) -> Upload:
-    """Stream the request's upload into ``directory``. Raises UploadRejected (the file is then gone)."""
+    """Stream the request's upload into ``directory``. Raises ApiError (the file is then gone)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             if int(declared) > max_bytes + MULTIPART_SLACK:
                 raise too_large(max_bytes)
         except ValueError:
-            raise UploadRejected(400, "bad_request", "the Content-Length header is not a number") from None
+            raise ApiError("bad_request", "the Content-Length header is not a number") from None
     ctype_header = request.headers.get("content-type", "")
     ctype, params = parse_options_header(ctype_header)
     ctype = ctype.decode("latin-1").lower() if isinstance(ctype, bytes) else str(ctype).lower()
@@ -190,7 +188,7 @@ async def receive(request, directory: Path, max_bytes: int, *, allow_raw: bool =
         if ctype == "multipart/form-data":
             boundary = params.get(b"boundary")
             if not boundary:
-                raise UploadRejected(400, "bad_multipart", "multipart/form-data without a boundary")
+                raise ApiError("bad_multipart", "multipart/form-data without a boundary")
             form = _MultipartFile(boundary, sink)
             received = 0
             async for chunk in request.stream():
@@ -200,18 +198,18 @@ async def receive(request, directory: Path, max_bytes: int, *, allow_raw: bool =
                 form.write(chunk)
             form.finish()
             if not form.found:
-                raise UploadRejected(400, "missing_file", f"the form has no {FIELD!r} field with the video")
+                raise ApiError("missing_file", f"the form has no {FIELD!r} field with the video")
             filename, content_type = form.filename, form.content_type
         elif allow_raw:
             async for chunk in request.stream():
                 sink.write(chunk)
             filename, content_type = request.headers.get("x-filename"), ctype or None
         else:
-            raise UploadRejected(415, "not_multipart", f"send the video as multipart/form-data, field {FIELD!r}")
+            raise ApiError("not_multipart", f"send the video as multipart/form-data, field {FIELD!r}")
         sink.close()
     except ClientDisconnect:
         sink.discard()
-        raise UploadRejected(400, "incomplete_upload", "the upload was interrupted before it was complete") from None
+        raise ApiError("incomplete_upload", "the upload was interrupted before it was complete") from None
     except BaseException:
         sink.discard()
         raise
@@ -219,40 +217,33 @@ async def receive(request, directory: Path, max_bytes: int, *, allow_raw: bool =
                   sha256=sink.hash.hexdigest(), head=bytes(sink.head), content_type=content_type)
 
 
-def _limit_code(problem: str) -> str:
-    return "resolution_over_limit" if "resolution" in problem else "duration_over_limit"
-
-
 def _plain_limit(problem: str) -> str:
-    """audit's limit message without the audit flag it names."""
+    """A ``Limits`` message without the command-line flag it names."""
     return re.sub(r"\s*\(--[a-z-]+\)\s*$", "", problem)
 
 
-def inspect(upload: Upload, limits: audit.Limits) -> dict:
-    """Sniff, probe and check limits; returns the header facts (``video``) or raises UploadRejected.
+def inspect(upload: Upload, limits: Limits) -> dict:
+    """Sniff, probe and check limits; returns the header facts (``video``) or raises ApiError.
 
     Blocking (a header probe may count packets): run it in a thread.
     """
-    from framemark import media
-
     if upload.size == 0:
-        raise UploadRejected(400, "empty_upload", "the upload is empty (0 bytes)")
-    container = audit.sniff_container(upload.head)
+        raise ApiError("empty_upload", "the upload is empty (0 bytes)")
+    container = media.sniff_container(upload.head)
     if container is None:
-        raise UploadRejected(415, "not_a_video",
-                             "its content is not a video container this service reads (MP4/MOV, Matroska/WebM, "
-                             "AVI, MPEG-TS, ...)")
+        raise ApiError("not_a_video", "its content is not a video container this service reads (MP4/MOV, "
+                                      "Matroska/WebM, AVI, MPEG-TS, ...)")
     try:
         info = media.probe_video(upload.path)
     except FramemarkError as exc:
-        raise UploadRejected(422, "unreadable_video", scrub_text(str(exc), upload)) from None
+        raise ApiError("unreadable_video", scrub_text(str(exc), upload)) from None
     # a header may declare a frame count its duration does not account for (10^9 frames in 2 s): the longer of
     # the two readings is the one the limit applies to, so a lying header cannot promise unbounded decoding
     duration_s = max(info.duration_s, info.num_frames / info.fps if info.fps > 0 else 0.0)
-    problem = replace(limits, max_duration_s=float("inf")).video_problem(info.width, info.height, 0.0) \
-        or limits.video_problem(info.width, info.height, duration_s)
-    if problem is not None:
-        raise UploadRejected(422, _limit_code(problem), _plain_limit(problem))
+    for code, problem in (("resolution_over_limit", limits.resolution_problem(info.width, info.height)),
+                          ("duration_over_limit", limits.duration_problem(duration_s))):
+        if problem is not None:
+            raise ApiError(code, _plain_limit(problem))
     return {"container": container, "width": info.width, "height": info.height, "fps": round(info.fps, 3),
             "frames": info.num_frames, "duration_s": round(info.duration_s, 3), "codec": info.codec}
 

@@ -7,18 +7,8 @@
   const $ = (id) => document.getElementById(id);
   const state = { info: null, busy: false };
 
-  const VERDICTS = {
-    "signed-synthetic": ["AI-generated · signed",
-      "A valid C2PA manifest in the file declares this video AI-generated."],
-    "watermarked-synthetic": ["AI-generated · watermarked",
-      "framemark's invisible watermark was found: this video came from a framemark generator."],
-    "tampered": ["Tampered",
-      "The evidence does not hold together: the manifest is invalid, names another watermark, or frames were moved or replaced."],
-    "likely-synthetic": ["Likely AI-generated",
-      "No manifest or watermark, but the classifier finds this video likely synthetic."],
-    "no-evidence": ["No evidence found",
-      "No manifest, watermark or classifier signal says this video is synthetic. That is not proof that it is authentic."],
-  };
+  // verdict name -> [label, description], from GET /v1/info (the server defines them: detect/verdict.py)
+  const VERDICTS = {};
   const SOURCE_TYPES = {
     trainedAlgorithmicMedia: "AI-generated (trained algorithmic media)",
     compositeWithTrainedAlgorithmicMedia: "partly AI-generated (composite)",
@@ -95,6 +85,7 @@
   fetch("/v1/info").then((r) => r.ok ? r.json() : null).then((info) => {
     if (!info) return;
     state.info = info;
+    for (const v of info.verdicts || []) VERDICTS[v.name] = [v.label, v.description];
     const lim = info.limits || {};
     $("limits").textContent = `MP4, MOV, WebM, MKV, AVI · up to ${bytes(lim.max_upload_bytes)}, ` +
       `${lim.max_duration_s} s, ${lim.max_resolution}`;
@@ -204,7 +195,8 @@
   // ------------------------------------------------------------------------------------------ verdict card
   function render(r) {
     const verdict = r.verdict || "error";
-    let [label, text] = VERDICTS[verdict] || ["Could not be checked", (r.errors || []).join("; ")];
+    let [label, text] = VERDICTS[verdict] || (r.verdict ? [r.verdict, ""]
+      : ["Could not be checked", (r.errors || []).join("; ")]);
     if (verdict === "tampered") text = tamperReasons(r) || text;
     const badge = $("verdict-badge");
     badge.textContent = label;

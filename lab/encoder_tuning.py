@@ -1,6 +1,6 @@
 """Fine-tune the VAE *encoder* so that encoding a generated clip gives back the latent it was decoded from.
 
-    python -m framemark.detect.encoder_tuning --model generator/default_model --out runs/encoder --minutes 6
+    python -m framemark.lab.encoder_tuning --model generator/default_model --out runs/encoder --minutes 6
 
 The verifier reads the watermark from E(D(z0)) inverted through the sampler. The encoder was trained for
 reconstruction of world clips, not to invert the decoder on what the transformer samples, and every bit of z0
@@ -27,21 +27,24 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from framemark.generator import architecture, pipeline, world
+from framemark.detect import DEFAULT_INVERSION_STEPS
+from framemark.detect.alignment import centre_box, interior_mask
+from framemark.generator.models import DEFAULT_MODEL_DIR
+from framemark.generator.models.wan import WanAutoencoder, WanVideoModel
 
-from . import DEFAULT_INVERSION_STEPS, attacks, inversion
+from . import world
 
 
 # ------------------------------------------------------------------------------------------- sampled latents
 
 @torch.no_grad()
-def sample_latents(pipe, n: int, batch: int, seed: int, combos, steps: int = 20, guidance: float = 5.0,
-                   frames: int = world.DEFAULT_FRAMES, size: int = world.DEFAULT_SIZE) -> dict:
+def sample_latents(model: WanVideoModel, n: int, batch: int, seed: int, combos, steps: int = 20,
+                   guidance: float = 5.0, frames: int = world.DEFAULT_FRAMES, size: int = world.DEFAULT_SIZE) -> dict:
     """``n`` (z_T, z0) pairs: seeded Gaussian noise and the normalised latent the sampler makes from it."""
+    pipe = model.pipeline
     rng = random.Random(seed)
     gen = torch.Generator("cpu").manual_seed(seed)
-    request = pipeline.GenerationRequest(prompt="x", frames=frames, height=size, width=size)
-    shape = pipeline.latent_shape(pipe, request)[1:]
+    shape = model.latent_shape(frames, size, size)[1:]
     z_ts, z0s = [], []
     for start in range(0, n, batch):
         b = min(batch, n - start)
@@ -49,7 +52,7 @@ def sample_latents(pipe, n: int, batch: int, seed: int, combos, steps: int = 20,
         z_t = torch.randn((b, *shape), generator=gen)
         z0 = pipe(prompt=prompts, negative_prompt=[""] * b, height=size, width=size, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=guidance, latents=z_t.to(pipe.device),
-                  output_type="latent", max_sequence_length=architecture.MAX_SEQUENCE_LENGTH).frames
+                  output_type="latent", max_sequence_length=model.max_sequence_length).frames
         z_ts.append(z_t.to(torch.bfloat16))
         z0s.append(z0.float().cpu())
     return {"z_t": torch.cat(z_ts), "z0": torch.cat(z0s)}
@@ -136,7 +139,7 @@ def crop_and_uncrop(x: torch.Tensor, fraction: float) -> torch.Tensor:
     centre, border reflected). Only the interior matches the original."""
     f, shape = _frames(x)
     h, w = f.shape[-2:]
-    top, left, ch, cw = attacks.centre_box(h, w, fraction)
+    top, left, ch, cw = centre_box(h, w, fraction)
     cropped = F.interpolate(f[..., top:top + ch, left:left + cw], size=(h, w), mode="bicubic", align_corners=False)
     small = F.interpolate(cropped.clamp(-1, 1), size=(ch, cw), mode="area")
     restored = F.pad(small, (left, w - cw - left, top, h - ch - top), mode="reflect")
@@ -175,36 +178,38 @@ EVAL_CONDITIONS = {
 
 # ------------------------------------------------------------------------------------------------- the model
 
-def decode(vae, z0: torch.Tensor) -> torch.Tensor:
-    mean, std = inversion.latent_normalisation(vae, z0.device)
+def decode(ae: WanAutoencoder, z0: torch.Tensor) -> torch.Tensor:
+    """Normalised latents -> video in [-1, 1] (a tensor: the degradations run on the GPU)."""
+    mean, std = ae.normalisation(z0.device)
     with torch.no_grad():
-        return vae.decode(z0 * std + mean).sample.clamp(-1, 1)
+        return ae.vae.decode(z0 * std + mean).sample.clamp(-1, 1)
 
 
-def encode(vae, x: torch.Tensor) -> torch.Tensor:
-    mean, std = inversion.latent_normalisation(vae, x.device)
-    return (vae.encode(x).latent_dist.mean.float() - mean) / std
+def encode(ae: WanAutoencoder, x: torch.Tensor) -> torch.Tensor:
+    """Video in [-1, 1] -> normalised latents, differentiably (the encoder is what trains)."""
+    mean, std = ae.normalisation(x.device)
+    return (ae.vae.encode(x).latent_dist.mean.float() - mean) / std
 
 
 def cell_mask(crop: float, z: torch.Tensor, scale: int) -> torch.Tensor:
     h, w = z.shape[-2:]
-    inside = attacks.interior_mask(crop, h * scale, w * scale, scale)
+    inside = interior_mask(crop, h * scale, w * scale, scale)
     if inside is None:
         return torch.ones_like(z, dtype=torch.bool)
     return torch.from_numpy(inside).to(z.device).view(1, 1, 1, h, w).expand_as(z)
 
 
 @torch.no_grad()
-def evaluate(pipe, held_out: dict, batch: int, steps: int = DEFAULT_INVERSION_STEPS) -> dict:
+def evaluate(model: WanVideoModel, held_out: dict, batch: int, steps: int = DEFAULT_INVERSION_STEPS) -> dict:
     """Per condition: latent MSE of E(degrade(D(z0))) against z0, and sign agreement of its inversion with z_T
     (over the cells the condition leaves), on held-out captions."""
-    vae, device = pipe.vae, pipe.device
-    scale = pipe.vae_scale_factor_spatial
-    embeds = inversion.unconditional_embeddings(pipe)
+    ae, device = model.autoencoder, model.device
+    scale = ae.spatial_factor
+    embeds = model.empty_prompt_embedding()
     agree, count = 0.0, 0
     for start in range(0, held_out["z0"].shape[0], batch):  # the ceiling: the sampler's latent, no VAE at all
         z0 = held_out["z0"][start:start + batch].to(device)
-        z_inv = inversion.invert_flow(pipe, z0, steps, prompt_embeds=embeds.expand(z0.shape[0], -1, -1))
+        z_inv = model.invert(z0, steps, prompt_embeds=embeds.expand(z0.shape[0], -1, -1))
         agree += float((z_inv.sign() == held_out["z_t"][start:start + batch].to(device).sign()).sum())
         count += z0.numel()
     report = {"latent, no VAE (ceiling)": {"latent_mse": 0.0, "sign_agreement": round(agree / count, 4)}}
@@ -213,9 +218,9 @@ def evaluate(pipe, held_out: dict, batch: int, steps: int = DEFAULT_INVERSION_ST
         for start in range(0, held_out["z0"].shape[0], batch):
             z0 = held_out["z0"][start:start + batch].to(device)
             z_t = held_out["z_t"][start:start + batch].to(device).float()
-            x, crop = condition(decode(vae, z0))
-            z_hat = encode(vae, x)
-            z_inv = inversion.invert_flow(pipe, z_hat, steps, prompt_embeds=embeds.expand(z0.shape[0], -1, -1))
+            x, crop = condition(decode(ae, z0))
+            z_hat = encode(ae, x)
+            z_inv = model.invert(z_hat, steps, prompt_embeds=embeds.expand(z0.shape[0], -1, -1))
             mask = cell_mask(crop, z0, scale)
             se += float(((z_hat - z0) ** 2)[mask].sum())
             agree += float((z_inv.sign() == z_t.sign())[mask].sum())
@@ -233,7 +238,7 @@ def sign_loss(z_inv: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
     return F.softplus(-2.0 * z_inv * z_t.sign())
 
 
-def tune(pipe, train: dict, minutes: float, max_steps: int, batch: int, lr: float, seed: int,
+def tune(model: WanVideoModel, train: dict, minutes: float, max_steps: int, batch: int, lr: float, seed: int,
          inversion_weight: float = 0.0, inversion_steps: int = DEFAULT_INVERSION_STEPS,
          log_every: int = 50) -> list[dict]:
     """Train encoder + quant_conv on ``train`` latents; returns the loss history.
@@ -241,11 +246,11 @@ def tune(pipe, train: dict, minutes: float, max_steps: int, batch: int, lr: floa
     The loss is the latent MSE to z0, plus, with ``inversion_weight`` > 0, a sign loss on the z_T that the
     sampler inversion (kept differentiable) recovers from the encoder's latent: the objective the verifier has.
     """
-    vae, device = pipe.vae, pipe.device
-    scale = pipe.vae_scale_factor_spatial
+    ae, device = model.autoencoder, model.device
+    vae, scale = ae.vae, ae.spatial_factor
     vae.requires_grad_(False)
-    pipe.transformer.requires_grad_(False)
-    embeds = inversion.unconditional_embeddings(pipe).expand(batch, -1, -1)
+    model.pipeline.transformer.requires_grad_(False)
+    embeds = model.empty_prompt_embedding().expand(batch, -1, -1)
     params = list(vae.encoder.parameters()) + list(vae.quant_conv.parameters())
     for p in params:
         p.requires_grad_(True)
@@ -261,12 +266,12 @@ def tune(pipe, train: dict, minutes: float, max_steps: int, batch: int, lr: floa
             group["lr"] = lr * min(1.0, (step + 1) / 50) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1))))
         idx = torch.tensor([rng.randrange(n) for _ in range(batch)])
         z0 = train["z0"][idx].to(device)
-        x, crop = degrade(decode(vae, z0), rng)
-        z_hat = encode(vae, x)
+        x, crop = degrade(decode(ae, z0), rng)
+        z_hat = encode(ae, x)
         mask = cell_mask(crop, z0, scale)
         loss = ((z_hat - z0) ** 2)[mask].mean()
         if inversion_weight > 0:
-            z_inv = inversion.invert_flow(pipe, z_hat, inversion_steps, prompt_embeds=embeds, differentiable=True)
+            z_inv = model.invert(z_hat, inversion_steps, prompt_embeds=embeds, differentiable=True)
             z_t = train["z_t"][idx].to(device).float()
             loss = loss + inversion_weight * sign_loss(z_inv, z_t)[mask].mean()
         opt.zero_grad(set_to_none=True)
@@ -284,7 +289,7 @@ def tune(pipe, train: dict, minutes: float, max_steps: int, batch: int, lr: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m framemark.detect.encoder_tuning", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m framemark.lab.encoder_tuning", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="diffusers folder (default: the embedded model)")
     ap.add_argument("--out", type=Path, required=True, help="folder for the tuned VAE and the report")
     ap.add_argument("--init-vae", type=Path, default=None, help="start from this tuned VAE folder")
@@ -306,33 +311,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    pipe = pipeline.load_pipeline(args.model, device=args.device)
+    model = WanVideoModel.from_pretrained(args.model or DEFAULT_MODEL_DIR, device=args.device)
     if args.init_vae is not None:  # continue an earlier tuning (one lent-GPU call is at most 10 minutes)
         from diffusers import AutoencoderKLWan
 
-        pipe.vae = AutoencoderKLWan.from_pretrained(args.init_vae, dtype=torch.float32).to(args.device)
+        vae = AutoencoderKLWan.from_pretrained(args.init_vae, dtype=torch.float32).to(args.device)
+        model.pipeline.vae = model.autoencoder.vae = vae
     size, frames = (64, 5) if args.smoke else (world.DEFAULT_SIZE, world.DEFAULT_FRAMES)
     steps = 2 if args.smoke else 20
     started = time.time()
-    held_out = sample_latents(pipe, args.eval_clips, 32, args.seed + 1, sorted(world.heldout_combos()),
+    held_out = sample_latents(model, args.eval_clips, 32, args.seed + 1, sorted(world.heldout_combos()),
                               steps=steps, frames=frames, size=size)
-    train = sample_latents(pipe, args.train_clips, 64, args.seed + 2, world.all_combos(), steps=steps,
+    train = sample_latents(model, args.train_clips, 64, args.seed + 2, world.all_combos(), steps=steps,
                            frames=frames, size=size)
     print(f"sampled {args.train_clips} + {args.eval_clips} latents in {time.time() - started:.0f} s", flush=True)
     inv_steps = 2 if args.smoke else DEFAULT_INVERSION_STEPS
-    before = evaluate(pipe, held_out, 16, inv_steps)
+    before = evaluate(model, held_out, 16, inv_steps)
     print(json.dumps({"before": before}), flush=True)
-    frozen = _decoder_state(pipe.vae)
-    history = tune(pipe, train, args.minutes, args.steps, args.batch, args.lr, args.seed,
+    frozen = _decoder_state(model.autoencoder.vae)
+    history = tune(model, train, args.minutes, args.steps, args.batch, args.lr, args.seed,
                    inversion_weight=args.inversion_weight, inversion_steps=inv_steps, log_every=1 if args.smoke else 50)
-    after = evaluate(pipe, held_out, 16, inv_steps)
+    after = evaluate(model, held_out, 16, inv_steps)
     print(json.dumps({"after": after}), flush=True)
-    unchanged = all(torch.equal(v, pipe.vae.state_dict()[k]) for k, v in frozen.items())
+    unchanged = all(torch.equal(v, model.autoencoder.vae.state_dict()[k]) for k, v in frozen.items())
     if not unchanged:
         raise SystemExit("decoder weights changed: refusing to export")
     folder = args.out / "vae"
-    pipe.vae.half().cpu().save_pretrained(folder, safe_serialization=True)
-    report = {"command": "python -m framemark.detect.encoder_tuning " + " ".join(argv if argv is not None else sys.argv[1:]),
+    model.autoencoder.vae.half().cpu().save_pretrained(folder, safe_serialization=True)
+    report = {"command": "python -m framemark.lab.encoder_tuning " + " ".join(argv if argv is not None else sys.argv[1:]),
               "train_clips": args.train_clips, "eval_clips": args.eval_clips, "batch": args.batch, "lr": args.lr,
               "inversion_weight": args.inversion_weight,
               "initialised_from": str(args.init_vae) if args.init_vae else None,

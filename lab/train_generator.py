@@ -1,4 +1,4 @@
-"""Train the embedded default model on the procedural world: ``python -m framemark.generator.train``.
+"""Train the embedded default model on the procedural world: ``python -m framemark.lab.train_generator``.
 
 Two stages, as latent diffusion is usually trained:
 1. ``vae``: the Wan video autoencoder, on world clips (training combinations only) and colour pans over real
@@ -31,7 +31,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import architecture, world
+from framemark.generator.models.base import CARD_FILE
+
+from . import tiny_wan as architecture
+from . import world
 
 
 @dataclass
@@ -358,7 +361,7 @@ def export(vae, transformer, text_encoder, folder: Path, report: dict) -> None:
     """Write the diffusers folder and the training record beside the weights.
 
     Weights are stored in fp16 (the shipped format: half the size in git, and every version stays in history);
-    ``load_pipeline`` computes in fp32. Training itself keeps fp32 master weights.
+    the model interface computes in fp32. Training itself keeps fp32 master weights.
     """
     def stored(module):  # a half-precision copy on the CPU; the caller's module is left as it was
         return copy.deepcopy(module).half().cpu()
@@ -367,6 +370,7 @@ def export(vae, transformer, text_encoder, folder: Path, report: dict) -> None:
                                        text_encoder=stored(text_encoder))
     pipe.save_pretrained(folder, safe_serialization=True)
     (folder / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / CARD_FILE).write_text(json.dumps(architecture.CARD, indent=2) + "\n")
 
 
 def _load_vae_stage(out: Path, device: torch.device, pretrained: Path | None = None):
@@ -397,7 +401,7 @@ def _previous_record(folder: Path | None) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m framemark.generator.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m framemark.lab.train_generator", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/train"), help="checkpoint folder (resumed if present)")
     ap.add_argument("--export", type=Path, default=None, help="diffusers folder to write (default OUT/model)")
     ap.add_argument("--stage", choices=("vae", "dit", "all"), default="all")
@@ -456,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"dit stage done: {res['steps']} steps in {res['seconds'] / 60:.1f} min")
 
     report = {
-        "command": "python -m framemark.generator.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m framemark.lab.train_generator " + " ".join(argv if argv is not None else sys.argv[1:]),
         "config": asdict(run),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,

@@ -1,4 +1,4 @@
-"""The default model's architecture: Wan at small scale, built from diffusers and transformers classes.
+"""The embedded model's architecture: Wan at small scale, built from diffusers and transformers classes.
 
 Using the real Wan classes (not look-alikes) means the code that loads, runs, inverts and verifies our small
 model is the same code that serves a real Wan-family checkpoint loaded from a folder.
@@ -11,13 +11,22 @@ from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipe
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
+from framemark.generator.models.wan import MAX_SEQUENCE_LENGTH, encode_prompts  # noqa: F401 - training uses both
+
 from . import world
 
 MODEL_NAME = "framemark-wan-tiny"
-# Prompts are padded to the pipeline's default context length, as real Wan is trained, so that a plain
-# ``WanPipeline.from_pretrained(folder)(prompt)`` conditions the model exactly as training did.
-MAX_SEQUENCE_LENGTH = 512
-MAX_PROMPT_WORDS = 40  # the grammar's longest caption has 12 words; longer prompts are refused, not truncated
+# The model card (framemark.json) training writes beside the weights: what the model was made for. The
+# word-level tokenizer makes one token per word plus </s>: 41 tokens are 40 words (the grammar's longest caption
+# has 12).
+CARD = {
+    "name": MODEL_NAME,
+    "about": "framemark's own model, trained at 17x128x128 on a procedural world; other sizes in range run but "
+             "follow prompts less well (docs/model-card.md)",
+    "defaults": {"steps": 20, "frames": world.DEFAULT_FRAMES, "height": world.DEFAULT_SIZE,
+                 "width": world.DEFAULT_SIZE, "guidance_scale": 5.0, "fps": float(world.DEFAULT_FPS)},
+    "limits": {"min_frames": 5, "max_frames": 33, "min_size": 64, "max_size": 256, "max_prompt_tokens": 41},
+}
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 
@@ -85,23 +94,6 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS, unk_token=UNK,
                                   model_max_length=MAX_SEQUENCE_LENGTH)
     return tok
-
-
-def encode_prompts(tokenizer, text_encoder: UMT5EncoderModel, prompts: list[str],
-                   max_sequence_length: int = MAX_SEQUENCE_LENGTH) -> torch.Tensor:
-    """Prompt embeddings exactly as ``WanPipeline`` makes them: padded, encoded, zeroed past each prompt's end.
-
-    Training calls this so that the conditioning the transformer learns is the one the pipeline gives it.
-    """
-    # Encoding only up to the longest prompt and zero-padding afterwards gives the pipeline's result (padding is
-    # masked out of attention, then zeroed) at a fraction of the cost of encoding 512 positions.
-    ids = tokenizer(prompts, padding="longest", max_length=max_sequence_length, truncation=True,
-                    add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-    device = next(text_encoder.parameters()).device
-    mask = ids.attention_mask.to(device)
-    hidden = text_encoder(ids.input_ids.to(device), mask).last_hidden_state
-    hidden = hidden * mask[..., None].to(hidden.dtype)
-    return torch.nn.functional.pad(hidden, (0, 0, 0, max_sequence_length - hidden.shape[1]))
 
 
 def build_text_encoder(vocab_size: int) -> UMT5EncoderModel:

@@ -35,7 +35,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from framemark.generator.world import COLOURS, SHAPES, SceneSpec
+from framemark.lab.world import COLOURS, SHAPES, SceneSpec
 
 __all__ = ["OracleReading", "read_clip", "read_file", "score"]
 

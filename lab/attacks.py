@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from framemark.detect.alignment import centre_box
+
 
 def encode(frames: np.ndarray, path: str | Path, codec: str = "libx264", crf: int = 28, fps: float = 8.0) -> None:
     """Write ``frames`` to an MP4 at ``path`` with ``codec`` at ``crf`` (yuv420p): ``libx264`` through framemark's
@@ -92,27 +94,6 @@ def remux(src, dst) -> None:
                 continue
             packet.stream = stream
             out.mux(packet)
-
-
-def centre_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
-    """(top, left, box height, box width) of the central ``fraction`` of each side, in whole pixels; the
-    verifier undoes crops with the same geometry."""
-    ch, cw = max(1, round(height * fraction)), max(1, round(width * fraction))
-    return (height - ch) // 2, (width - cw) // 2, ch, cw
-
-
-def interior_mask(crop: float, height: int, width: int, scale: int) -> np.ndarray | None:
-    """(height // scale, width // scale) latent cells lying wholly inside what ``recovery.uncrop`` restores of a
-    centre crop of ``crop``; None when nothing was cropped. Fixed by the hypothesis alone, so restricting the
-    watermark test to them keeps it exact."""
-    if crop >= 1.0:
-        return None
-    top, left, ch, cw = centre_box(height, width, crop)
-    ys = np.arange(height // scale) * scale
-    xs = np.arange(width // scale) * scale
-    rows = (ys >= top) & (ys + scale <= top + ch)
-    cols = (xs >= left) & (xs + scale <= left + cw)
-    return rows[:, None] & cols[None, :]
 
 
 def center_crop(frames: np.ndarray, fraction: float = 0.8) -> np.ndarray:

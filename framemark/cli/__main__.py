@@ -1,0 +1,5 @@
+"""``python -m framemark.cli``: the same command as ``framemark``."""
+
+from framemark.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""`framemark verify`: the verdict of each file, in prose or as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .common import EXIT_PARTIAL, Progress, echo_notes, runtime_options, user_errors, verification_options
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@verification_options
+@click.option("--classifier", "classifier_dir", type=click.Path(path_type=Path),
+              help="Passive classifier folder (from `framemark detect train`; default: the shipped one).")
+@click.option("--no-classifier", is_flag=True, help="Skip the passive classifier.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+def verify(files, fpr, key_file, model_dir, steps, trust_files, ledger_path, classifier_dir, no_classifier, as_json):
+    """Check FILES for a C2PA manifest and the watermark, score them with the passive classifier, and report a
+    verdict for each.
+
+    Exit 0 when every file was fully checked, 3 when some could not be (the rest are still reported; without a
+    watermark key only the C2PA check runs, and every file says so), 2 when nothing could be checked (bad --key,
+    --trust or --ledger, no model).
+    """
+    from framemark import runtime
+
+    options = runtime_options(key_file=key_file, model_dir=model_dir, trust_files=trust_files,
+                              ledger_path=ledger_path, fpr=fpr, steps=steps, classifier=not no_classifier,
+                              classifier_dir=classifier_dir)
+    with user_errors():
+        resolved = runtime.resolve(options, "verify")
+        echo_notes(resolved)
+        rt = resolved.load()
+    results = []
+    progress = Progress("verifying")
+    with rt:
+        for i, path in enumerate(files):
+            results.append(rt.verify(path).to_dict())
+            progress.update(i + 1, len(files))
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            click.echo(verdict_line(r))
+    if any(r["errors"] for r in results):
+        sys.exit(EXIT_PARTIAL)
+
+
+def verdict_line(r: dict) -> str:
+    if r["verdict"] is None:
+        return f"{r['file']}: error: {'; '.join(r['errors'])}"
+    parts = [c2pa_phrase(r.get("c2pa") or {})]
+    mark = r["watermark"]
+    if mark is not None:
+        parts.append(f"watermark payload {mark['payload']} (crc {'ok' if mark['crc_ok'] else 'bad'}), "
+                     f"p = {mark['p_value']:.3g}" if mark["detected"]
+                     else f"no watermark of key {mark['key_id']} (p = {mark['p_value']:.3g})")
+    led = r.get("ledger")
+    if led is not None:
+        if led.get("recovered"):
+            parts.append(f"ledger: original manifest recovered (signature {led['signature']['state']}), "
+                         f"not bound to these bytes")
+        else:
+            parts.append(f"ledger: {led['statement']}")
+    cls = r.get("classifier")
+    if cls is not None:
+        parts.append(f"classifier P(synthetic) {cls['p_synthetic']:.2f} (threshold {cls['threshold']:.2f})")
+    line = f"{r['file']}: {r['verdict']}: {'; '.join(parts)}"
+    return line + (f" [{'; '.join(r['errors'])}]" if r["errors"] else "")
+
+
+def c2pa_phrase(c2pa: dict) -> str:
+    state = c2pa.get("state")
+    if state is None:
+        return "c2pa unreadable"
+    if state == "absent":
+        return "no C2PA manifest"
+    summary = c2pa.get("manifest") or {}
+    agent = summary.get("software_agent") or {}
+    agent = " ".join(str(v) for v in agent.values()) if isinstance(agent, dict) else str(agent or "")
+    codes = f" ({', '.join(c2pa['codes'])})" if c2pa.get("codes") else ""
+    return f"C2PA {state}{codes}" + (f", made by {agent}" if agent else "")
+
+
+COMMANDS = [verify]

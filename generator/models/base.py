@@ -1,0 +1,276 @@
+"""The model interface: everything model-specific that generation and verification need, behind two classes.
+
+A diffusers family (Wan today; LTX-Video and CogVideoX are the next) implements :class:`VideoModel` and its
+:class:`VideoAutoencoder`. Nothing outside ``generator/models/`` knows a family's classes, config keys, latent
+normalisation or sampler: the generator asks the model for a latent shape, checks a request against its limits
+and samples from given initial noise; the verifier asks it for limits, encodes frames to latents and inverts the
+sampler. The watermark codec only ever sees a latent shape and a tensor.
+
+Adding a family: subclass both classes in a module of this package, and name the pipeline class it serves in
+``generator/models/__init__.py``'s ``FAMILIES``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framemark.errors import GenerationError
+
+# Beside the diffusers files of a model folder: framemark's own description of the model (name, version, the
+# limits and defaults it was trained for). Optional; without it they come from the diffusers config.
+CARD_FILE = "framemark.json"
+MAX_STEPS = 200
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate. Fields left None take the model's defaults (:meth:`VideoModel.check_inputs`)."""
+
+    prompt: str
+    seed: int = 0
+    steps: int | None = None
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    guidance_scale: float | None = None
+    fps: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """The request a model is made for: what an unspecified field of a request becomes."""
+
+    steps: int
+    frames: int
+    height: int
+    width: int
+    guidance_scale: float
+    fps: float
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What a model can be asked for. Frames are ``1 + k * frame_step`` (the VAE's temporal factor); sides are
+    multiples of ``size_multiple`` (the VAE's spatial factor times the transformer's patch)."""
+
+    min_frames: int
+    max_frames: int
+    frame_step: int
+    min_size: int
+    max_size: int
+    size_multiple: int
+    max_prompt_tokens: int
+    max_steps: int = MAX_STEPS
+
+    def frames_ok(self, frames: int) -> bool:
+        return self.min_frames <= frames <= self.max_frames and (frames - 1) % self.frame_step == 0
+
+    def size_ok(self, side: int) -> bool:
+        return self.min_size <= side <= self.max_size and side % self.size_multiple == 0
+
+    def shape_ok(self, frames: int, height: int, width: int) -> bool:
+        return self.frames_ok(frames) and self.size_ok(height) and self.size_ok(width)
+
+    def frame_counts(self) -> tuple[int, ...]:
+        """Every frame count the model makes, shortest first."""
+        first = self.min_frames + (-(self.min_frames - 1)) % self.frame_step
+        return tuple(range(first, self.max_frames + 1, self.frame_step))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model made (or is checked against) a clip. ``to_dict`` is the ``model`` object of manifests, ledger
+    rows and verdicts; the weights hash is computed on first use (it reads every weight file)."""
+
+    name: str
+    version: str
+    family: str
+    folder: Path = field(compare=False)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "version": self.version}
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        """SHA-256 over the model's weight files (``*.safetensors`` and ``*.bin``, by relative path)."""
+        h = hashlib.sha256()
+        files = sorted(p for p in self.folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
+        for path in files:
+            h.update(str(path.relative_to(self.folder)).encode() + b"\0")
+            with open(path, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    h.update(block)
+        return h.hexdigest()
+
+
+def autoencoder_sha256(folder: Path) -> str:
+    """The weights hash of a diffusers folder's VAE (``vae/*.safetensors``, concatenated in name order), read
+    from the files: a classifier trained on one autoencoder's traces names it, and is checked against it, without
+    loading it."""
+    h = hashlib.sha256()
+    for f in sorted((Path(folder) / "vae").glob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def read_card(folder: Path) -> dict:
+    """``framemark.json`` of a model folder, or {} when there is none."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+
+
+def identity_of(folder: Path, family: str) -> ModelIdentity:
+    """Name from the card (else the folder's name), version from the card or the training record."""
+    folder = Path(folder).resolve()
+    card = read_card(folder)
+    version = card.get("version")
+    record = folder / "training.json"
+    if version is None and record.is_file():
+        try:
+            version = json.loads(record.read_text()).get("version", "1")
+        except (OSError, ValueError):
+            version = None
+    return ModelIdentity(name=str(card.get("name") or folder.name or family), version=str(version or "unknown"),
+                         family=family, folder=folder)
+
+
+def overridden(value, card: dict, key: str):
+    """A dataclass of limits or defaults with the fields the card's ``key`` object names replaced."""
+    given = card.get(key) or {}
+    known = {k: v for k, v in given.items() if k in value.__dataclass_fields__}
+    return replace(value, **known) if known else value
+
+
+# ------------------------------------------------------------------------------------------------ the interface
+
+class VideoAutoencoder(ABC):
+    """A model's VAE: frames to the normalised latents the sampler works in, and back."""
+
+    @property
+    @abstractmethod
+    def spatial_factor(self) -> int:
+        """Pixels per latent cell along each side."""
+
+    @property
+    @abstractmethod
+    def temporal_factor(self) -> int:
+        """Frames per latent frame (after the first)."""
+
+    @property
+    @abstractmethod
+    def weights_sha256(self) -> str:
+        """A hash of the autoencoder's weights (a classifier trained on one autoencoder's traces names it)."""
+
+    def latent_frames(self, frames: int) -> int:
+        return (frames - 1) // self.temporal_factor + 1
+
+    @abstractmethod
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (T,H,W,3) -> normalised latents (1,C,t,h,w), float32 (the posterior mean)."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Normalised latents (1,C,t,h,w) -> uint8 frames (T,H,W,3)."""
+
+    @abstractmethod
+    def reconstruct_images(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images (N,H,W,3), each encoded and decoded on its own -> float32 (N,H,W,3) in [0, 1]."""
+
+
+class VideoModel(ABC):
+    """A loaded text-to-video latent diffusion model: generation from given initial noise, and its inverse."""
+
+    identity: ModelIdentity
+    limits: ModelLimits
+    defaults: ModelDefaults
+
+    @property
+    @abstractmethod
+    def autoencoder(self) -> VideoAutoencoder: ...
+
+    @property
+    @abstractmethod
+    def latent_channels(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        """(1, C, t, h, w) of the initial noise for a clip of this shape."""
+        s = self.autoencoder.spatial_factor
+        return (1, self.latent_channels, self.autoencoder.latent_frames(frames), height // s, width // s)
+
+    @abstractmethod
+    def prompt_tokens(self, prompt: str) -> int:
+        """How many tokens the model's tokenizer makes of ``prompt``."""
+
+    def check_inputs(self, request: GenerationRequest) -> GenerationRequest:
+        """The request with the model's defaults filled in, or GenerationError saying what the model cannot make
+        (refused, never silently adjusted)."""
+        d, lim = self.defaults, self.limits
+        prompt = " ".join(str(request.prompt).split())
+        if not prompt:
+            raise GenerationError("the prompt is empty")
+        tokens = self.prompt_tokens(prompt)
+        if tokens > lim.max_prompt_tokens:
+            raise GenerationError(f"the prompt is {tokens} tokens long; this model reads at most "
+                                  f"{lim.max_prompt_tokens} (longer prompts are refused, not truncated)")
+        full = replace(request,
+                       steps=d.steps if request.steps is None else request.steps,
+                       frames=d.frames if request.frames is None else request.frames,
+                       height=d.height if request.height is None else request.height,
+                       width=d.width if request.width is None else request.width,
+                       guidance_scale=d.guidance_scale if request.guidance_scale is None else request.guidance_scale,
+                       fps=d.fps if request.fps is None else request.fps)
+        if not lim.frames_ok(full.frames):
+            raise GenerationError(f"frames must be {lim.frame_step}k+1 between {lim.min_frames} and "
+                                  f"{lim.max_frames} (got {full.frames})")
+        for name, value in (("height", full.height), ("width", full.width)):
+            if not lim.size_ok(value):
+                raise GenerationError(f"{name} must be a multiple of {lim.size_multiple} between {lim.min_size} and "
+                                      f"{lim.max_size} (got {value})")
+        if not 1 <= full.steps <= lim.max_steps:
+            raise GenerationError(f"steps must be between 1 and {lim.max_steps} (got {full.steps})")
+        if full.seed < 0:
+            raise GenerationError(f"seed must be non-negative (got {full.seed})")
+        if not full.fps > 0:
+            raise GenerationError(f"fps must be positive (got {full.fps})")
+        return full
+
+    def initial_noise(self, request: GenerationRequest) -> torch.Tensor:
+        """Plain Gaussian z_T from the seed, drawn on the CPU so a seed means the same noise on every device."""
+        gen = torch.Generator("cpu").manual_seed(request.seed)
+        return torch.randn(self.latent_shape(request.frames, request.height, request.width), generator=gen,
+                           dtype=torch.float32)
+
+    @abstractmethod
+    def sample(self, request: GenerationRequest, latents: torch.Tensor) -> np.ndarray:
+        """Run the sampler from initial noise ``latents`` for a checked request; uint8 frames (T,H,W,3)."""
+
+    def generate(self, request: GenerationRequest, latents: torch.Tensor | None = None) -> np.ndarray:
+        """``sample`` after ``check_inputs``, from seeded noise when ``latents`` is None."""
+        request = self.check_inputs(request)
+        return self.sample(request, self.initial_noise(request) if latents is None else latents)
+
+    @abstractmethod
+    def invert(self, latents: torch.Tensor, steps: int, *, differentiable: bool = False) -> torch.Tensor:
+        """The sampler run backwards, unconditionally (the prompt of an upload is unknown): clean normalised
+        latents (B,C,t,h,w) -> the initial noise that would have produced them. ``differentiable`` keeps the
+        graph (the encoder is tuned through the inversion)."""

@@ -1,0 +1,246 @@
+"""The Wan family (Wan 2.1 / 2.2 text-to-video in diffusers, and the embedded framemark-wan-tiny): a causal 3D
+VAE (x8 spatial, x4 temporal), a UMT5 text encoder, a flow-matching transformer with 2x2 patches.
+
+Everything Wan-specific lives here: how prompts are encoded (padded to the pipeline's context length, zeroed
+past each prompt's end, exactly as ``WanPipeline`` does), how latents are normalised (``latents_mean`` /
+``latents_std`` of the VAE config), and how the sampler is inverted (flow-matching Euler, unconditional).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framemark.errors import ModelError
+
+from . import flow
+from .base import (GenerationRequest, ModelDefaults, ModelLimits, VideoAutoencoder, VideoModel, autoencoder_sha256,
+                   identity_of, overridden, read_card)
+
+PIPELINE_CLASS = "WanPipeline"
+# Wan's text context: prompts are padded to it, as the real models are trained, so that a plain
+# ``WanPipeline.from_pretrained(folder)(prompt)`` conditions the model exactly as framemark does.
+MAX_SEQUENCE_LENGTH = 512
+# A Wan 2.1 folder without a framemark.json: the request the published models are made for.
+WAN_DEFAULTS = ModelDefaults(steps=50, frames=81, height=480, width=832, guidance_scale=5.0, fps=16.0)
+_REQUIRED = ("model_index.json", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def quiet_diffusers() -> None:
+    """Offline, and without loading bars or notices on a CLI's stderr."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    for lib in (dlogging, tlogging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+
+
+def check_folder(folder: Path, required=_REQUIRED) -> None:
+    if not folder.is_dir():
+        raise ModelError(f"model folder not found: {folder}")
+    missing = [name for name in required if not (folder / name).exists()]
+    if missing:
+        raise ModelError(f"model folder {folder} is incomplete: missing {', '.join(missing)}")
+
+
+def encode_prompts(tokenizer, text_encoder, prompts: list[str],
+                   max_sequence_length: int = MAX_SEQUENCE_LENGTH) -> torch.Tensor:
+    """Prompt embeddings exactly as ``WanPipeline`` makes them: padded, encoded, zeroed past each prompt's end.
+
+    Encoding only up to the longest prompt and zero-padding afterwards gives the pipeline's result (padding is
+    masked out of attention, then zeroed) at a fraction of the cost of encoding 512 positions. Training calls
+    this too, so the conditioning the transformer learns is the one the pipeline gives it.
+    """
+    ids = tokenizer(prompts, padding="longest", max_length=max_sequence_length, truncation=True,
+                    add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+    device = next(text_encoder.parameters()).device
+    mask = ids.attention_mask.to(device)
+    hidden = text_encoder(ids.input_ids.to(device), mask).last_hidden_state
+    hidden = hidden * mask[..., None].to(hidden.dtype)
+    return torch.nn.functional.pad(hidden, (0, 0, 0, max_sequence_length - hidden.shape[1]))
+
+
+class WanAutoencoder(VideoAutoencoder):
+    """``AutoencoderKLWan`` with the latent normalisation ``WanPipeline`` applies (decode ``z * std + mean``)."""
+
+    def __init__(self, vae, folder: Path | None = None):
+        self.vae = vae
+        self.folder = folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu",
+                        dtype: torch.dtype = torch.float32) -> "WanAutoencoder":
+        """The VAE of a Wan model folder alone (``FOLDER/vae``), for what needs no sampler."""
+        folder = Path(folder)
+        check_folder(folder, ("vae",))
+        quiet_diffusers()
+        from diffusers import AutoencoderKLWan
+
+        try:
+            vae = AutoencoderKLWan.from_pretrained(folder / "vae", local_files_only=True, torch_dtype=dtype)
+        except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
+            raise ModelError(f"cannot load the VAE from {folder / 'vae'}: {exc}") from exc
+        return cls(vae.to(device).eval(), folder)
+
+    @property
+    def spatial_factor(self) -> int:
+        return int(self.vae.config.scale_factor_spatial)
+
+    @property
+    def temporal_factor(self) -> int:
+        return int(self.vae.config.scale_factor_temporal)
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        if self.folder is None:
+            raise ModelError("this autoencoder was not loaded from a folder: its weights have no file hash")
+        return autoencoder_sha256(self.folder)
+
+    def normalisation(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (mean, std), shaped (1,C,1,1,1)."""
+        shape = (1, self.vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(self.vae.config.latents_mean, dtype=torch.float32, device=device).view(shape)
+        std = torch.tensor(self.vae.config.latents_std, dtype=torch.float32, device=device).view(shape)
+        return mean, std
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        vae = self.vae
+        x = torch.from_numpy(frames).to(torch.float32).permute(3, 0, 1, 2)[None] / 127.5 - 1.0
+        posterior_mean = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mean.float()
+        mean, std = self.normalisation(posterior_mean.device)
+        return (posterior_mean - mean) / std
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        vae = self.vae
+        mean, std = self.normalisation(latents.device)
+        video = vae.decode((latents.float() * std + mean).to(vae.device, vae.dtype), return_dict=False)[0].float()
+        return ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+    @torch.no_grad()
+    def reconstruct_images(self, images: np.ndarray) -> np.ndarray:
+        vae = self.vae
+        x = torch.from_numpy(images).to(torch.float32).permute(0, 3, 1, 2)[:, :, None] / 127.5 - 1.0
+        x = x.to(vae.device, vae.dtype)
+        rec = vae.decode(vae.encode(x).latent_dist.mean, return_dict=False)[0].float().clamp(-1, 1)
+        return (rec[:, :, 0].permute(0, 2, 3, 1).cpu().numpy() + 1.0) / 2.0
+
+
+class WanVideoModel(VideoModel):
+    """A ``WanPipeline`` behind the model interface. ``pipeline`` is the diffusers object itself, for training
+    code that needs the components."""
+
+    autoencoder_class = WanAutoencoder
+
+    def __init__(self, pipeline, folder: Path):
+        self.pipeline = pipeline
+        card = read_card(folder)
+        self.identity = identity_of(folder, "wan")
+        self.max_sequence_length = int(card.get("max_sequence_length", MAX_SEQUENCE_LENGTH))
+        self._autoencoder = WanAutoencoder(pipeline.vae, folder)
+        self.defaults = overridden(WAN_DEFAULTS, card, "defaults")
+        self.limits = overridden(self._config_limits(), card, "limits")
+        self._empty_prompt: torch.Tensor | None = None
+        self._counting_tokenizer = None
+        self._counting_lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu",
+                        dtype: torch.dtype = torch.float32) -> "WanVideoModel":
+        """A Wan diffusers folder, offline; any problem with the folder is a ModelError."""
+        folder = Path(folder)
+        check_folder(folder)
+        quiet_diffusers()
+        from diffusers import WanPipeline
+
+        try:
+            # weights may be stored in half precision (the embedded model's are); computation is in ``dtype``
+            pipe = WanPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype)
+            pipe.to(device)
+        except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
+            raise ModelError(f"cannot load model from {folder}: {exc}") from exc
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe, folder)
+
+    def _config_limits(self) -> ModelLimits:
+        """What the diffusers config allows: frames and sides on the VAE/patch grid, up to the transformer's
+        rotary position range; prompts up to the text context."""
+        t = self.pipeline.transformer.config
+        patch_t, patch_h, _ = t.patch_size
+        step = self._autoencoder.temporal_factor * patch_t
+        multiple = self._autoencoder.spatial_factor * patch_h
+        rope = int(getattr(t, "rope_max_seq_len", 1024))
+        return ModelLimits(min_frames=1 + step, max_frames=1 + step * (rope - 1), frame_step=step,
+                           min_size=multiple, max_size=multiple * rope, size_multiple=multiple,
+                           max_prompt_tokens=self.max_sequence_length)
+
+    @property
+    def autoencoder(self) -> WanAutoencoder:
+        return self._autoencoder
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.pipeline.transformer.config.in_channels)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.transformer.device
+
+    def prompt_tokens(self, prompt: str) -> int:
+        # A copy of the tokenizer, behind a lock: a service checks requests on its event loop while the model
+        # thread samples, and a Rust fast tokenizer refuses to be used from two threads at once.
+        with self._counting_lock:
+            if self._counting_tokenizer is None:
+                self._counting_tokenizer = copy.deepcopy(self.pipeline.tokenizer)
+            return len(self._counting_tokenizer(prompt, add_special_tokens=True).input_ids)
+
+    @torch.no_grad()
+    def sample(self, request: GenerationRequest, latents: torch.Tensor) -> np.ndarray:
+        out = self.pipeline(
+            prompt=request.prompt,
+            negative_prompt="",
+            height=request.height,
+            width=request.width,
+            num_frames=request.frames,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            latents=latents.to(self.device),
+            output_type="np",
+            max_sequence_length=self.max_sequence_length,
+        )
+        frames = np.asarray(out.frames[0])
+        return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+    @torch.no_grad()
+    def empty_prompt_embedding(self) -> torch.Tensor:
+        """The embedding of "" that unconditional inversion conditions on, computed once."""
+        if self._empty_prompt is None:
+            pipe = self.pipeline
+            self._empty_prompt = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""],
+                                                self.max_sequence_length).to(pipe.transformer.dtype)
+        return self._empty_prompt
+
+    def invert(self, latents: torch.Tensor, steps: int, *, differentiable: bool = False,
+               prompt_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        transformer = self.pipeline.transformer
+        sigmas = flow.ascending_sigmas(self.pipeline.scheduler, steps)
+        with torch.set_grad_enabled(differentiable):
+            embeds = self.empty_prompt_embedding() if prompt_embeds is None else prompt_embeds
+            if embeds.shape[0] != latents.shape[0]:
+                embeds = embeds.expand(latents.shape[0], -1, -1)
+
+            def velocity(x, t):
+                return transformer(hidden_states=x, timestep=t, encoder_hidden_states=embeds, return_dict=False)[0]
+
+            z = flow.invert(velocity, latents.to(transformer.device, transformer.dtype), sigmas,
+                            self.pipeline.scheduler.config.num_train_timesteps)
+        return z.float()
