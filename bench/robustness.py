@@ -1,11 +1,11 @@
 """framemark's latent watermark against post-hoc peers, under one attack suite, side by side.
 
     python bench/robustness.py --clips N [--methods framemark,dwtDct,dwtDctSvd,rivaGan] [--attacks a,b,...]
-                               [--cache runs/robustness] [--device cpu] [--plot FILE.png] [--json]
+                               [--cache runs/robustness] [--model DIR] [--device cpu] [--plot FILE.png] [--json]
 
-1. Clips: N prompts and seeds of the procedural world, each generated twice by the default model: marked by
-   framemark (the bench key, a fresh random 64-bit payload per clip) and unmarked (same prompt and seed), saved
-   as H.264 CRF 18 MP4 as `framemark generate` writes them.
+1. Clips: N prompts and seeds of the procedural world, each generated twice by the model (``--model``, default
+   the embedded one): marked by framemark (the bench key, a fresh random 64-bit payload per clip) and unmarked
+   (same prompt and seed), saved as H.264 CRF 18 MP4 as `framemark generate` writes them.
 2. Peers: each post-hoc peer (bench/peers.py) marks the unmarked clip frame by frame with its own random payload
    (64 bits; RivaGAN 32, its fixed size), saved the same way. PSNR and SSIM against the unmarked clip are kept.
 3. Attacks: `framemark.lab.attacks.SUITE` on the decoded frames of every marked file and of the unmarked
@@ -97,7 +97,7 @@ def attacked_frames(cache: Path, variant: str, clip: int, frames: np.ndarray, at
 
 # ------------------------------------------------------------------------------------------------ stages
 
-def prepare_clips(cache: Path, n: int, gen_steps: int, device: str) -> list[dict]:
+def prepare_clips(cache: Path, n: int, gen_steps: int, device: str, model_dir: Path | None = None) -> list[dict]:
     """Stage 1 (cached): the marked and unmarked clip per prompt/seed; returns one record per clip."""
     meta_file = cache / "clips.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else []
@@ -108,7 +108,7 @@ def prepare_clips(cache: Path, n: int, gen_steps: int, device: str) -> list[dict
     from framemark.lab import world
     from framemark.watermark import Payload
 
-    model = load_model(None, device=device)
+    model = load_model(model_dir, device=device)
     rng = random.Random(2027)
     combos = sorted(world.heldout_combos()) + world.train_combos()
     rng.shuffle(combos)
@@ -161,12 +161,12 @@ def binomial_log10_tail(k: int, n: int) -> float:
 class FramemarkMethod:
     name = "framemark"
 
-    def __init__(self, device: str, steps: int):
+    def __init__(self, device: str, steps: int, model_dir: Path | None = None):
         from framemark.detect import recovery
         from framemark.generator.models import load_model
 
         self._recovery = recovery
-        self.model = load_model(None, device=device)
+        self.model = load_model(model_dir, device=device)
         self.steps = steps
 
     def score(self, frames: np.ndarray, truth: np.ndarray) -> dict:
@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="framemark,dwtDct,dwtDctSvd,rivaGan")
     ap.add_argument("--attacks", default=",".join(attacks.SUITE))
     ap.add_argument("--cache", type=Path, default=Path("runs/robustness"))
+    ap.add_argument("--model", type=Path, default=None,
+                    help="model folder that generates the clips and that framemark recovers with (default: the "
+                         "embedded Wan model; give each model its own --cache)")
     ap.add_argument("--device", default="cpu", help="torch device for generation and framemark's recovery")
     ap.add_argument("--steps", type=int, default=None, help="inversion steps (default: verify's)")
     ap.add_argument("--gen-steps", type=int, default=20, help="sampler steps of the generated clips")
@@ -315,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown attacks {unknown}; known: {', '.join(attacks.SUITE)}")
     args.cache.mkdir(parents=True, exist_ok=True)
-    meta = prepare_clips(args.cache, args.clips, args.gen_steps, args.device)
+    meta = prepare_clips(args.cache, args.clips, args.gen_steps, args.device, args.model)
     from peers import PEERS, load as load_peer
 
     truths = {"framemark": {m["clip"]: np.asarray(m["framemark_payload_bits"], dtype=np.uint8) for m in meta}}
@@ -329,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                              "ssim": round(statistics.fmean(info[f"{m['clip']:03d}"]["ssim"] for m in meta), 4)}
             scorers.append(lambda peer=peer: PeerMethod(peer))
         elif name == "framemark":
-            scorers.append(lambda: FramemarkMethod(args.device, args.steps or _default_steps()))
+            scorers.append(lambda: FramemarkMethod(args.device, args.steps or _default_steps(), args.model))
         else:
             ap.error(f"unknown method {name}; known: framemark, {', '.join(PEERS)}")
     if args.prepare_only:
@@ -358,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         devices = sorted({r["device"] for r in records})
         print(json.dumps({"rows": rows, "thresholds": thresholds, "quality": quality, "wins": summary,
+                          "model": str(args.model) if args.model else "embedded",
                           "clips": len(meta), "devices": devices, "machine": platform.machine()}))
     return 0
 

@@ -186,10 +186,10 @@ def _file_rows(model, request, payload, classifier, repeats, record) -> None:
             provenance.read_file(target, anchors)
             record("C2PA verify (Trusted)", time.perf_counter() - start)
             start = time.perf_counter()
-            verify.verify_file(target, key=BENCH_KEY, model=model, trust_anchors=anchors, classifier=classifier)
+            verify.verify_file(target, key=BENCH_KEY, models=[model], trust_anchors=anchors, classifier=classifier)
             record("full verify, signed marked file", time.perf_counter() - start)
             start = time.perf_counter()
-            verify.verify_file(plain_file, key=BENCH_KEY, model=model, trust_anchors=anchors, classifier=classifier)
+            verify.verify_file(plain_file, key=BENCH_KEY, models=[model], trust_anchors=anchors, classifier=classifier)
             record("full verify, unmarked unsigned file", time.perf_counter() - start)
 
 

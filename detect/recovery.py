@@ -1,6 +1,7 @@
-"""Recovering the watermark from decoded frames: for each alignment hypothesis of ``detect.alignment``, VAE encode
-and sampler inversion of the frames to the initial noise through the model interface, the keyed test with its
-Bonferroni correction, and the temporal tamper reading of the agreement maps.
+"""Recovering the watermark from decoded frames: for each model the clip may come from and each alignment
+hypothesis of ``detect.alignment``, VAE encode and sampler inversion of the frames to the initial noise through
+the model interface, the keyed test with its Bonferroni correction over every (model, hypothesis) pair, and the
+temporal tamper reading of the agreement maps.
 
 Pure computation on frames and a :class:`~framemark.generator.models.VideoModel` (no files, no PyAV, no c2pa), so
 it runs wherever torch does: in ``verify``, in the audit's workers, and on a GPU machine for benchmarks.
@@ -14,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from framemark.generator.models import ModelIdentity, VideoModel
 from framemark.watermark import Extraction, WatermarkKey, extract
 
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
@@ -22,13 +24,33 @@ from .alignment import Hypothesis, conform_frames, hypotheses, interior_mask, un
 
 @dataclass(frozen=True)
 class Recovery:
-    """The extraction under the first hypothesis that detected the mark (else the strongest one); its p-value is
-    already corrected for every hypothesis the search could have tried."""
+    """The extraction under the first (model, hypothesis) pair that detected the mark (else the strongest one);
+    its p-value is already corrected for every pair the search could have tried. ``model``: the identity
+    (``ModelIdentity``) of the model whose inversion gave that extraction; ``models_tried`` of ``models_total``
+    models were inverted before the search stopped."""
 
     extraction: Extraction
     hypothesis: Hypothesis
     hypotheses_tried: int
     hypotheses_total: int
+    model: ModelIdentity | None = None
+    models_tried: int = 1
+    models_total: int = 1
+
+
+def as_models(models) -> list:
+    """A sequence of ``VideoModel`` as a list; one ``VideoModel`` alone is the list of it (the one-model callers:
+    benchmarks and lab code)."""
+    return [models] if isinstance(models, VideoModel) else list(models)
+
+
+def candidates(models, num_frames: int, height: int, width: int) -> list[tuple[int, Hypothesis]]:
+    """The search plan for a clip of this shape: (model index, hypothesis) pairs, the models in order and each
+    model's hypotheses (``detect.alignment.hypotheses``) in its own order. The Bonferroni correction counts every
+    pair, so adding a model costs one more term per hypothesis; with one model the plan is that model's
+    hypotheses and the p-values are those of a one-model search. A batched verifier reuses the plan."""
+    return [(i, hyp) for i, model in enumerate(as_models(models))
+            for hyp in hypotheses(model, num_frames, height, width)]
 
 
 def recover_noise(model, frames: np.ndarray, hyp: Hypothesis, steps: int = DEFAULT_INVERSION_STEPS) -> torch.Tensor:
@@ -49,24 +71,42 @@ def check_hypothesis(model, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothe
     return replace(ex, p_value=10.0 ** log_p, log10_p_value=log_p, fpr=fpr)
 
 
-def recover_watermark(model, key: WatermarkKey, frames: np.ndarray, fpr: float = DEFAULT_FPR,
+def conclude(models, plan: list[tuple[int, Hypothesis]], readings: list[Extraction]) -> Recovery:
+    """The :class:`Recovery` of a search that read the first ``len(readings)`` pairs of ``plan``, in order
+    (each ``check_hypothesis``-ed at ``total = len(plan)``): the strongest reading, which is the detection when
+    the search stopped at one."""
+    models = as_models(models)
+    best = 0
+    for i, ex in enumerate(readings):
+        if ex.log10_p_value < readings[best].log10_p_value:
+            best = i
+    index, hyp = plan[best]
+    return Recovery(extraction=readings[best], hypothesis=hyp, hypotheses_tried=len(readings),
+                    hypotheses_total=len(plan), model=models[index].identity,
+                    models_tried=len({i for i, _ in plan[:len(readings)]}), models_total=len(models))
+
+
+def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float = DEFAULT_FPR,
                       steps: int = DEFAULT_INVERSION_STEPS) -> Recovery:
     """uint8 frames (T,H,W,3) of a possibly edited clip -> the watermark extraction under ``key``.
 
-    Tries the hypotheses in order and stops at the first detection. Each hypothesis is tested at
-    ``fpr / H`` and its p-value multiplied by H (H = all hypotheses, tried or not): by the union bound the
-    chance that an unmarked clip is detected under any of them stays <= ``fpr``, whenever the search stops.
+    ``models``: the models the clip may come from (a sequence of ``VideoModel``, or one). Tries the pairs of
+    :func:`candidates` in order and stops at the first detection. Each pair is tested at ``fpr / N`` and its
+    p-value multiplied by N (N = all pairs of all models, tried or not): by the union bound the chance that an
+    unmarked clip, or a clip of a model not among ``models``, is detected under any of them stays <= ``fpr``,
+    whenever the search stops.
     """
-    candidates = hypotheses(model, *frames.shape[:3])
-    total = len(candidates)
-    best: tuple[Extraction, Hypothesis] | None = None
-    for tried, hyp in enumerate(candidates, start=1):
-        ex = check_hypothesis(model, key, recover_noise(model, frames, hyp, steps), hyp, total, fpr)
-        if best is None or ex.log10_p_value < best[0].log10_p_value:
-            best = (ex, hyp)
-        if ex.detected:
+    models = as_models(models)
+    if not models:
+        raise ValueError("recover_watermark needs at least one model")
+    plan = candidates(models, *frames.shape[:3])
+    readings: list[Extraction] = []
+    for index, hyp in plan:
+        model = models[index]
+        readings.append(check_hypothesis(model, key, recover_noise(model, frames, hyp, steps), hyp, len(plan), fpr))
+        if readings[-1].detected:
             break
-    return Recovery(extraction=best[0], hypothesis=best[1], hypotheses_tried=tried, hypotheses_total=total)
+    return conclude(models, plan, readings)
 
 
 # How many standard errors of a frame's agreement (0.5 / sqrt(elements) under "unmarked") a tamper claim needs:

@@ -56,7 +56,8 @@ class C2paEvidence:
 
 @dataclass(frozen=True)
 class Alignment:
-    """Which hypothesis of the edit search the watermark was read under (``detect.alignment``)."""
+    """Which hypothesis of the edit search the watermark was read under (``detect.alignment``). ``hypotheses_tried``
+    and ``hypotheses_total`` count (model, hypothesis) pairs over every model checked against."""
 
     generated_frames: int
     generated_size: list[int]
@@ -69,7 +70,14 @@ class Alignment:
 class WatermarkEvidence:
     """The watermark test under the verifier's key: ``Extraction.to_dict()``'s fields, where it was read, and the
     tamper reading of its agreement maps. ``payload_unreadable``: the key's mark is there but its 64 bits are too
-    damaged to trust (payload and clip id are then withheld, so no one else's clip is named)."""
+    damaged to trust (payload and clip id are then withheld, so no one else's clip is named).
+
+    Which model: the verifier inverts the clip under each model it checks against (every registered one). ``model``
+    names the one whose inversion detected the mark (``manifest.describe_model``: name, version, family,
+    weights_sha256), None when the mark was not detected (no model claims the clip). ``models_tried``: how many
+    models were inverted before the search stopped; ``models_total``: how many it checks against. The p-value is
+    corrected for every (model, hypothesis) pair: ``alignment.hypotheses_total`` counts them.
+    """
 
     detected: bool
     p_value: float
@@ -87,6 +95,9 @@ class WatermarkEvidence:
     cell_agreement: list
     alignment: Alignment
     tamper: dict
+    model: dict | None = None
+    models_tried: int = 1
+    models_total: int = 1
     payload_unreadable: bool = False
 
     @property

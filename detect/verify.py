@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from framemark import media, provenance
 from framemark.errors import FramemarkError
 from framemark.ledger import Ledger
+from framemark.manifest import describe_model
 from framemark.soft_binding import SOFT_BINDING_ALG
 from framemark.watermark import Payload, WatermarkKey
 
@@ -33,15 +34,41 @@ class VerifySettings:
     max_frames: int = DEFAULT_MAX_FRAMES
 
 
-def verify_file(path: str | os.PathLike, *, key: WatermarkKey | None, model, trust_anchors=(),
+def verify_file(path: str | os.PathLike, *, key: WatermarkKey | None, models=(), trust_anchors=(),
                 ledger: Ledger | None = None, classifier=None, settings: VerifySettings = VerifySettings()) -> Verdict:
     """The verdict of one file. Never raises for a bad file: problems go to ``errors``.
 
-    ``key`` and ``model``: the watermark key and the model (``VideoModel``) whose inversion reads it; without a
-    key only C2PA (and the classifier) run. ``trust_anchors``: PEM root certificates a C2PA signer must chain to
+    ``key`` and ``models``: the watermark key and the models (``VideoModel`` objects, in the order tried) whose
+    inversion reads it, the p-value corrected for every one of them; without a key only C2PA (and the
+    classifier) run, and no model is needed. ``trust_anchors``: PEM root certificates a C2PA signer must chain to
     for the manifest to be Trusted. ``ledger``: where a decoded payload is looked up when the file's own manifest
     is absent or Invalid. ``classifier``: the passive classifier (``detect.classifier.LoadedClassifier``), or None.
     """
+    opened = open_file(path, key, trust_anchors, settings)
+    if opened.video is None:
+        return opened.verdict
+    started, recovery = time.perf_counter(), None
+    if key is not None:
+        recovery = recover_watermark(models, key, opened.video.frames, fpr=settings.fpr, steps=settings.steps)
+    return finish(opened, recovery, round(time.perf_counter() - started, 4), ledger=ledger, classifier=classifier,
+                  trust_anchors=trust_anchors)
+
+
+@dataclass
+class OpenedFile:
+    """A file read up to the watermark recovery: its verdict so far (the ``c2pa`` part, errors), its decoded video
+    (None: it did not decode, and the verdict is final) and when its check began. ``verify_file`` is
+    :func:`open_file`, the recovery, :func:`finish`; a batched verifier (``detect.batch``) runs the recoveries of
+    many opened files together between the two."""
+
+    verdict: Verdict
+    video: media.Video | None
+    started: float
+
+
+def open_file(path: str | os.PathLike, key: WatermarkKey | None, trust_anchors=(),
+              settings: VerifySettings = VerifySettings()) -> OpenedFile:
+    """The first half of :func:`verify_file`: the C2PA check and the decoding. Never raises for a bad file."""
     started = time.perf_counter()
     verdict = Verdict(file=str(path))
     lap = _stage_timer(verdict.timing)
@@ -54,7 +81,7 @@ def verify_file(path: str | os.PathLike, *, key: WatermarkKey | None, model, tru
         verdict.errors.append(str(exc))
         lap("decode_s")
         verdict.seconds = round(time.perf_counter() - started, 3)
-        return verdict
+        return OpenedFile(verdict, None, started)
     lap("decode_s")
     if c2pa_error:
         verdict.errors.append(c2pa_error)
@@ -63,24 +90,34 @@ def verify_file(path: str | os.PathLike, *, key: WatermarkKey | None, model, tru
         verdict.errors.append(f"file is truncated or damaged: only {video.frames.shape[0]} frame(s) decoded")
     if key is None:
         verdict.errors.append("no watermark key: the watermark was not checked")
-    else:
-        verdict.watermark = watermark_evidence(recover_watermark(model, key, video.frames, fpr=settings.fpr,
-                                                                 steps=settings.steps))
-    lap("watermark_s")
+    return OpenedFile(verdict, video, started)
+
+
+def finish(opened: OpenedFile, recovery: Recovery | None, watermark_s: float, *, ledger: Ledger | None = None,
+           classifier=None, trust_anchors=()) -> Verdict:
+    """The second half of :func:`verify_file`, for a decoded file: the watermark part from ``recovery`` (None: not
+    checked, no key), the ledger, the classifier and the verdict's name. ``watermark_s``: the recovery's seconds
+    (in a batch, this file's share)."""
+    verdict = opened.verdict
+    if recovery is not None:
+        verdict.watermark = watermark_evidence(recovery)
+    verdict.timing["watermark_s"] = watermark_s
+    lap = _stage_timer(verdict.timing)
     verdict.c2pa.soft_binding_matches_watermark = soft_binding_agrees(verdict.c2pa, verdict.watermark)
     if needs_ledger(verdict.c2pa, verdict.watermark):
         verdict.ledger = resolve_through_ledger(ledger, verdict.watermark, trust_anchors)
     lap("ledger_s")
     if classifier is not None:
-        verdict.classifier = classify(classifier, video, verdict.errors)
+        verdict.classifier = classify(classifier, opened.video, verdict.errors)
         lap("classifier_s")
     verdict.verdict = decide(verdict.c2pa, verdict.watermark, verdict.classifier)
-    verdict.seconds = round(time.perf_counter() - started, 3)
+    verdict.seconds = round(time.perf_counter() - opened.started, 3)
     return verdict
 
 
 def watermark_evidence(recovery: Recovery) -> WatermarkEvidence:
-    """The ``watermark`` part from a recovery: the extraction, where it was read, and the tamper reading."""
+    """The ``watermark`` part from a recovery: the extraction, where and under which model it was read, and the
+    tamper reading."""
     ex, hyp = recovery.extraction, recovery.hypothesis
     mark = ex.to_dict()
     alignment = Alignment(generated_frames=hyp.shape.frames, generated_size=[hyp.shape.height, hyp.shape.width],
@@ -91,7 +128,10 @@ def watermark_evidence(recovery: Recovery) -> WatermarkEvidence:
         # the key's mark is there (the p-value says so) but the 64 bits are too damaged to trust: never hand out
         # a clip id that would resolve to someone else's clip
         mark["payload"], mark["clip_id"] = None, None
-    return WatermarkEvidence(**mark, alignment=alignment, tamper=tamper_summary(ex), payload_unreadable=unreadable)
+    model = describe_model(recovery.model) if ex.detected and recovery.model is not None else None
+    return WatermarkEvidence(**mark, alignment=alignment, tamper=tamper_summary(ex), model=model,
+                             models_tried=recovery.models_tried, models_total=recovery.models_total,
+                             payload_unreadable=unreadable)
 
 
 def classify(classifier, video: media.Video, errors: list[str]) -> ClassifierEvidence | None:

@@ -5,7 +5,7 @@ strips or re-encodes it; the watermark survives, and its payload (the clip id) f
 
 SQLite at ``$FRAMEMARK_HOME/ledger.db`` by default (any path with ``--ledger``). Several generators may write at
 once: the database is in WAL mode (readers never block the writer), every write is one short ``BEGIN IMMEDIATE``
-transaction, and a busy timeout makes a writer wait for another instead of failing. Schema (version 1):
+transaction, and a busy timeout makes a writer wait for another instead of failing. Schema (version 2):
 
     schema_version(version INTEGER)                  -- one row; a newer ledger is refused, not misread
     clips(id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -13,9 +13,14 @@ transaction, and a busy timeout makes a writer wait for another instead of faili
           payload TEXT,          -- 16 hex digits: clip id + CRC-16, as `framemark verify` prints it
           key_id TEXT,           -- the watermark key that marked the clip (8 hex digits)
           model_name TEXT, model_version TEXT,
+          model_sha256 TEXT,     -- SHA-256 of the model's weight files (v2; NULL for rows written by version 1)
           created_at TEXT,       -- ISO 8601, UTC
           manifest_label TEXT,   -- urn:c2pa:... of the active manifest, NULL for --no-sign clips
           manifest_store BLOB)   -- the JUMBF manifest store embedded in the file, NULL for --no-sign clips
+
+Opening a version-1 ledger migrates it in place (one ``BEGIN IMMEDIATE`` transaction: the column is added and
+the version raised together, so a crash leaves version 1 or version 2, and concurrent openers migrate it once);
+a ledger of a newer version is refused, not misread.
 
 A clip id is not unique by construction: `generate --clip-id` reproduces a clip (and its id) on purpose, so
 lookups return every row for an id, newest first, and callers filter by key id.
@@ -34,7 +39,7 @@ from framemark.errors import FramemarkError
 from framemark.keys import framemark_home
 from framemark.watermark import Payload
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEDGER_FILE = "ledger.db"
 BUSY_TIMEOUT_S = 30.0
 
@@ -49,13 +54,14 @@ CREATE TABLE IF NOT EXISTS clips (
     model_version TEXT NOT NULL,
     created_at TEXT NOT NULL,
     manifest_label TEXT,
-    manifest_store BLOB
+    manifest_store BLOB,
+    model_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS clips_by_clip_id ON clips (clip_id, key_id);
 CREATE INDEX IF NOT EXISTS clips_by_manifest_label ON clips (manifest_label);
 """
-_COLUMNS = ("id", "clip_id", "payload", "key_id", "model_name", "model_version", "created_at", "manifest_label",
-            "manifest_store")
+_COLUMNS = ("id", "clip_id", "payload", "key_id", "model_name", "model_version", "model_sha256", "created_at",
+            "manifest_label", "manifest_store")
 
 
 class LedgerError(FramemarkError):
@@ -70,6 +76,7 @@ class LedgerEntry:
     key_id: str
     model_name: str
     model_version: str
+    model_sha256: str | None  # None for rows written before schema version 2
     created_at: str
     manifest_label: str | None
     manifest_store: bytes | None
@@ -129,21 +136,33 @@ class Ledger:
             elif row[0] > SCHEMA_VERSION:
                 raise LedgerError(f"the ledger {self.path} has schema version {row[0]}, newer than this framemark "
                                   f"understands ({SCHEMA_VERSION}): upgrade framemark")
+            elif row[0] < SCHEMA_VERSION:
+                self._migrate(row[0])
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older ledger to :data:`SCHEMA_VERSION`, inside the caller's transaction. Each step checks
+        what is already there, so a step that is already done (or a ledger a newer step created) is left as is."""
+        if version < 2:
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(clips)")}
+            if "model_sha256" not in columns:
+                self._db.execute("ALTER TABLE clips ADD COLUMN model_sha256 TEXT")
+        self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def _transaction(self):
         return _Immediate(self._db)
 
     def record(self, *, payload: Payload, key_id: str, model: dict, manifest_store: bytes | None = None,
                manifest_label: str | None = None, created_at: str | None = None) -> LedgerEntry:
-        """Add the row for one emitted clip and return it."""
+        """Add the row for one emitted clip and return it. ``model``: ``manifest.describe_model``'s dict (name,
+        version, weights_sha256; a model without a weights hash is recorded with NULL)."""
         created_at = created_at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         values = (payload.clip_hex, payload.hex, key_id, str(model.get("name")), str(model.get("version")),
-                  created_at, manifest_label, manifest_store)
+                  model.get("weights_sha256"), created_at, manifest_label, manifest_store)
         try:
             with self._transaction():
                 cur = self._db.execute(
-                    "INSERT INTO clips (clip_id, payload, key_id, model_name, model_version, created_at, "
-                    "manifest_label, manifest_store) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+                    f"INSERT INTO clips ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' * len(values))})",
+                    values)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write to the ledger {self.path}: {exc}") from exc
         return LedgerEntry(cur.lastrowid, *values)

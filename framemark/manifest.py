@@ -47,24 +47,48 @@ def prompt_fields(prompt: str, policy: str) -> dict:
     return fields
 
 
+def describe_model(identity) -> dict:
+    """The one description of a model wherever a clip is described: the generation assertion, the ledger row,
+    ``generate --json`` and the verdict's watermark part. ``identity`` is a ``VideoModel.identity``
+    (``ModelIdentity``); the hash covers its weight files, so two folders that share a name and version but not
+    their weights are told apart (reading it the first time reads every weight file, once per process)."""
+    return {"name": str(identity.name), "version": str(identity.version), "family": str(identity.family),
+            "weights_sha256": identity.weights_sha256}
+
+
+# Keys of our own in the standard ``softwareAgent`` map (C2PA generator-info-map: name, version and extension
+# keys), so a reader that only knows the standard keys still sees name and version.
+SOFTWARE_AGENT_EXTRAS = {"family": "org.framemark.family", "weights_sha256": "org.framemark.weights_sha256"}
+
+
+def software_agent(model: dict) -> dict:
+    """The ``softwareAgent`` of the ``c2pa.created`` action: the model's name and version, plus its family and
+    weights hash under framemark's keys when known."""
+    agent = {"name": str(model.get("name")), "version": str(model.get("version"))}
+    agent.update({key: str(model[field]) for field, key in SOFTWARE_AGENT_EXTRAS.items() if model.get(field)})
+    return agent
+
+
 def build_manifest(*, title: str, model: dict, generation: dict, prompt: str, prompt_policy: str = "hash",
                    payload: bytes | None = None, key_id: str | None = None, duration_ms: int = 0,
                    thumbnail: bool = True) -> dict:
     """The manifest definition for one generated clip (c2pa's JSON form; see docs/provenance.md).
 
-    ``model``: {"name", "version"} (``VideoModel.identity.to_dict()``); ``generation``: the request's numbers (seed,
-    steps, frames, ...); ``payload``: the 8 watermark payload bytes when the clip is marked, else None (then no
-    soft binding is declared).
+    ``model``: :func:`describe_model`'s dict (name, version, family, weights_sha256; a dict with only name and
+    version is accepted and described as far as it goes); ``generation``: the request's numbers (seed, steps,
+    frames, ...); ``payload``: the 8 watermark payload bytes when the clip is marked, else None (then no soft
+    binding is declared).
     """
-    gen = {"model": {"name": model.get("name"), "version": model.get("version")}, **generation,
-           **prompt_fields(prompt, prompt_policy)}
+    described = {"name": model.get("name"), "version": model.get("version"),
+                 **{k: model[k] for k in ("family", "weights_sha256") if model.get(k)}}
+    gen = {"model": described, **generation, **prompt_fields(prompt, prompt_policy)}
     if payload is not None:
         gen["watermark"] = {"alg": SOFT_BINDING_ALG, "key_id": key_id}
     assertions = [
         {"label": "c2pa.actions", "data": {"actions": [{
             "action": "c2pa.created",
             "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
-            "softwareAgent": {"name": str(model.get("name")), "version": str(model.get("version"))},
+            "softwareAgent": software_agent(model),
         }]}},
         {"label": GENERATION_LABEL, "data": gen},
     ]

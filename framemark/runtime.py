@@ -41,8 +41,10 @@ class Options:
     watermark: bool = True             # generate --no-watermark: no key at all
     sign: bool = True                  # generate --no-sign: no signer
     tsa_url: str | None = None
-    model_dir: str | None = None       # None: the embedded model
+    model_dir: str | None = None       # None: verification tries every registered model, else the embedded one
     device: str = "cpu"
+    dtype: str = "fp32"                # fp32, bf16 or fp16 (generator.models.DTYPES)
+    save_memory: bool = False          # model CPU offload and VAE tiling, for models larger than the GPU
     trust_files: tuple[str, ...] = ()
     ledger_path: str | None = None     # None: $FRAMEMARK_HOME/ledger.db
     classifier: bool = True
@@ -63,6 +65,8 @@ class Resolved:
     options: Options
     purpose: str
     key: WatermarkKey | None
+    # the model folders this runtime loads; the first generates, all of them are tried by verification
+    model_dirs: tuple[str, ...]
     trust_anchors: tuple[bytes, ...] = field(repr=False)
     ledger_path: Path
     ledger_exists: bool
@@ -80,18 +84,28 @@ class Resolved:
         """Verification inverts the model only to read a watermark; generation always runs it."""
         return self.key is not None or self.purpose == "generate"
 
-    def load(self, check=None) -> "Runtime":
+    def load(self, check=None, models=None) -> "Runtime":
         """Load the model (when there is a key to check or mark with), the classifier and the signer.
-        ``check``: a ``GenerationRequest`` the model must accept before a key or local CA is created."""
+        ``check``: a ``GenerationRequest`` the model must accept before a key or local CA is created.
+        ``models``: ``VideoModel`` objects already loaded, used instead of loading ``model_dirs`` (the Python API's
+        user holds their own pipeline)."""
         if self.options.threads is not None:
             import torch
 
             torch.set_num_threads(self.options.threads)
-        model = None
-        if self.needs_model:
+        if models is not None:
+            models = list(models)
+        elif not self.needs_model:
+            models = []
+        else:
             from framemark.generator.models import load_model
 
-            model = load_model(self.options.model_dir, device=self.options.device)
+            models = [load_model(folder, device=self.options.device, dtype=self.options.dtype)
+                      for folder in self.model_dirs]
+            if self.options.save_memory:
+                for model in models:
+                    model.save_memory()
+        model = models[0] if models else None
         if check is not None:
             model.check_inputs(check)
         key, created = self.key, []
@@ -112,7 +126,7 @@ class Resolved:
         classifier = None
         if self.options.classifier and self.purpose != "generate":
             classifier = _load_classifier(self.options.classifier_dir, model)
-        return Runtime(self, key=key, model=model, signer=signer, classifier=classifier, created=created)
+        return Runtime(self, key=key, models=models, signer=signer, classifier=classifier, created=created)
 
 
 def resolve(options: Options, purpose: Purpose = "verify") -> Resolved:
@@ -133,17 +147,22 @@ def resolve(options: Options, purpose: Purpose = "verify") -> Resolved:
     fresh = purpose == "generate"
     create_key = fresh and options.watermark and key is None
     create_signer = fresh and options.sign and not signer_ready
+    model_dirs = _model_dirs(options, purpose)
     if key is not None or purpose == "generate":
-        from framemark.generator.models import model_dir_or_default
+        from framemark.generator.models import check_device, torch_dtype
 
-        folder = model_dir_or_default(options.model_dir)
-        if not folder.is_dir():
-            raise FramemarkError(f"model folder not found: {folder}")
+        # a bad --device or --dtype (fp16 on the CPU) is named before anything loads; whether this machine has the
+        # device is load_model's check (a Ray driver without a GPU hands "cuda" to actors on GPU nodes)
+        check_device(options.device, torch_dtype(options.dtype), here=False)
+        for folder in model_dirs:
+            if not Path(folder).is_dir():
+                raise FramemarkError(f"model folder not found: {folder}")
     if options.classifier and options.classifier_dir is not None and purpose != "generate":
         from framemark.detect import classifier as passive
 
         passive.check_folder(options.classifier_dir)
-    return Resolved(options=options, purpose=purpose, key=key, trust_anchors=anchors, ledger_path=ledger_path,
+    return Resolved(options=options, purpose=purpose, key=key, model_dirs=model_dirs, trust_anchors=anchors,
+                    ledger_path=ledger_path,
                     ledger_exists=ledger_exists, signer_ready=signer_ready, notes=tuple(notes),
                     create_key=create_key, create_signer=create_signer)
 
@@ -151,6 +170,20 @@ def resolve(options: Options, purpose: Purpose = "verify") -> Resolved:
 def open_runtime(options: Options, purpose: Purpose = "verify") -> "Runtime":
     """``resolve(options, purpose).load()``."""
     return resolve(options, purpose).load()
+
+
+def _model_dirs(options: Options, purpose: str) -> tuple[str, ...]:
+    """``--model`` alone when given; else, for verification, every registered model (none registered: the
+    embedded one); generation uses the embedded model unless told otherwise."""
+    from framemark.generator.models import DEFAULT_MODEL_DIR, registry
+
+    if options.model_dir is not None:
+        return (str(options.model_dir),)
+    if purpose != "generate":
+        found = tuple(m.folder for m in registry.registered())
+        if found:
+            return found
+    return (str(DEFAULT_MODEL_DIR),)
 
 
 def _resolve_key(options: Options, purpose: str, notes: list[str]) -> WatermarkKey | None:
@@ -204,14 +237,15 @@ class Runtime:
     """The loaded parts of one process. Use one per thread (the model and the ledger connection are not
     thread-safe); close it, or use it as a context manager."""
 
-    def __init__(self, resolved: Resolved, *, key: WatermarkKey | None = None, model=None, signer=None,
+    def __init__(self, resolved: Resolved, *, key: WatermarkKey | None = None, models=(), signer=None,
                  classifier=None, created: list[str] | None = None):
         self.resolved = resolved
         self.options = resolved.options
         self.key = key
         self.created = list(created or [])  # what loading made on first use (a key, a local CA)
         self.trust_anchors = resolved.trust_anchors
-        self.model = model
+        self.models = list(models)  # verification tries each; the first one generates
+        self.model = self.models[0] if self.models else None
         self.signer = signer
         self.classifier = classifier
         self._ledger = None
@@ -247,14 +281,31 @@ class Runtime:
 
     # ---------------------------------------------------------------------------------------------- the jobs
     def verify(self, path: str | os.PathLike, *, ledger: bool = True, classifier: bool = True):
-        """The :class:`~framemark.detect.verdict.Verdict` of one file (never raises for a bad file)."""
-        from framemark.detect.verify import VerifySettings, verify_file
+        """The :class:`~framemark.detect.verdict.Verdict` of one file (never raises for a bad file): the watermark
+        is read under each of :attr:`models`, its p-value corrected for all of them."""
+        from framemark.detect.verify import verify_file
+
+        return verify_file(path, key=self.key, models=self.models, trust_anchors=self.trust_anchors,
+                           ledger=self.reading_ledger() if ledger else None,
+                           classifier=self.classifier if classifier else None, settings=self.verify_settings())
+
+    def verify_many(self, paths, *, batch_size: int | None = None, ledger: bool = True, classifier: bool = True):
+        """The :class:`~framemark.detect.verdict.Verdict` of each of ``paths``, in order: what :meth:`verify`
+        gives for each, with the watermark inversions of clips of one shape run together (``detect.batch``; it
+        pays on a GPU). ``batch_size``: clips per inversion call (default ``detect.batch.DEFAULT_BATCH_SIZE``)."""
+        from framemark.detect.batch import DEFAULT_BATCH_SIZE, verify_files
+
+        return verify_files(list(paths), key=self.key, models=self.models, trust_anchors=self.trust_anchors,
+                            ledger=self.reading_ledger() if ledger else None,
+                            classifier=self.classifier if classifier else None, settings=self.verify_settings(),
+                            batch_size=batch_size or DEFAULT_BATCH_SIZE)
+
+    def verify_settings(self):
+        """How this runtime checks a file (``detect.verify.VerifySettings`` from its options)."""
+        from framemark.detect.verify import VerifySettings
 
         o = self.options
-        return verify_file(path, key=self.key, model=self.model, trust_anchors=self.trust_anchors,
-                           ledger=self.reading_ledger() if ledger else None,
-                           classifier=self.classifier if classifier else None,
-                           settings=VerifySettings(fpr=o.fpr, steps=o.steps, max_frames=o.max_frames))
+        return VerifySettings(fpr=o.fpr, steps=o.steps, max_frames=o.max_frames)
 
     def emit(self, request, path: str | os.PathLike, *, payload=None, prompt_policy: str = "hash"):
         """Generate one clip to ``path``: marked, signed and recorded as this runtime is set up to."""

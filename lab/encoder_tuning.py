@@ -29,8 +29,7 @@ import torch.nn.functional as F
 
 from framemark.detect import DEFAULT_INVERSION_STEPS
 from framemark.detect.alignment import centre_box, interior_mask
-from framemark.generator.models import DEFAULT_MODEL_DIR
-from framemark.generator.models.wan import WanAutoencoder, WanVideoModel
+from framemark.generator.models import DEFAULT_MODEL_DIR, VideoAutoencoder, VideoModel, load_model
 
 from . import world
 
@@ -38,10 +37,9 @@ from . import world
 # ------------------------------------------------------------------------------------------- sampled latents
 
 @torch.no_grad()
-def sample_latents(model: WanVideoModel, n: int, batch: int, seed: int, combos, steps: int = 20,
+def sample_latents(model: VideoModel, n: int, batch: int, seed: int, combos, steps: int = 20,
                    guidance: float = 5.0, frames: int = world.DEFAULT_FRAMES, size: int = world.DEFAULT_SIZE) -> dict:
     """``n`` (z_T, z0) pairs: seeded Gaussian noise and the normalised latent the sampler makes from it."""
-    pipe = model.pipeline
     rng = random.Random(seed)
     gen = torch.Generator("cpu").manual_seed(seed)
     shape = model.latent_shape(frames, size, size)[1:]
@@ -50,12 +48,31 @@ def sample_latents(model: WanVideoModel, n: int, batch: int, seed: int, combos, 
         b = min(batch, n - start)
         prompts = [world.caption(spec, rng) for spec in world.sample_specs(b, rng, combos)]
         z_t = torch.randn((b, *shape), generator=gen)
-        z0 = pipe(prompt=prompts, negative_prompt=[""] * b, height=size, width=size, num_frames=frames,
-                  num_inference_steps=steps, guidance_scale=guidance, latents=z_t.to(pipe.device),
-                  output_type="latent", max_sequence_length=model.max_sequence_length).frames
+        z0 = _sample_batch(model, prompts, z_t, frames, size, steps, guidance)
         z_ts.append(z_t.to(torch.bfloat16))
         z0s.append(z0.float().cpu())
     return {"z_t": torch.cat(z_ts), "z0": torch.cat(z0s)}
+
+
+def _sample_batch(model: VideoModel, prompts: list[str], z_t: torch.Tensor, frames: int, size: int, steps: int,
+                  guidance: float) -> torch.Tensor:
+    """The sampler's clean normalised latents for a batch of prompts (the model interface samples one request at
+    a time; training data is drawn in batches through the family's own pipeline)."""
+    pipe, b = model.pipeline, len(prompts)
+    common = dict(prompt=prompts, negative_prompt=[""] * b, height=size, width=size, num_frames=frames,
+                  num_inference_steps=steps, guidance_scale=guidance, output_type="latent",
+                  max_sequence_length=model.max_sequence_length)
+    if model.identity.family == "ltx":
+        tokens = pipe(latents=model.pack(z_t.to(model.device)), frame_rate=model.defaults.fps,
+                      decode_noise_scale=0.0, **common).frames
+        t, h, w = z_t.shape[2:]
+        return model.unpack(tokens, t, h, w)
+    if model.identity.family == "cogvideox":  # the pipeline's (B, F, C, h, w) layout; 1.0 only (no padding frames)
+        if model.patch_size_t:
+            raise NotImplementedError("encoder tuning samples CogVideoX 1.0 models only")
+        frames_first = pipe(latents=model.pipeline_latents(z_t), use_dynamic_cfg=False, **common).frames
+        return frames_first.permute(0, 2, 1, 3, 4)
+    return pipe(latents=z_t.to(model.device), **common).frames
 
 
 # ------------------------------------------------------------------------------------------------ degradations
@@ -178,17 +195,15 @@ EVAL_CONDITIONS = {
 
 # ------------------------------------------------------------------------------------------------- the model
 
-def decode(ae: WanAutoencoder, z0: torch.Tensor) -> torch.Tensor:
+def decode(ae: VideoAutoencoder, z0: torch.Tensor) -> torch.Tensor:
     """Normalised latents -> video in [-1, 1] (a tensor: the degradations run on the GPU)."""
-    mean, std = ae.normalisation(z0.device)
     with torch.no_grad():
-        return ae.vae.decode(z0 * std + mean).sample.clamp(-1, 1)
+        return ae.vae.decode(ae.denormalise(z0)).sample.clamp(-1, 1)
 
 
-def encode(ae: WanAutoencoder, x: torch.Tensor) -> torch.Tensor:
+def encode(ae: VideoAutoencoder, x: torch.Tensor) -> torch.Tensor:
     """Video in [-1, 1] -> normalised latents, differentiably (the encoder is what trains)."""
-    mean, std = ae.normalisation(x.device)
-    return (ae.vae.encode(x).latent_dist.mean.float() - mean) / std
+    return ae.normalise(ae.vae.encode(x).latent_dist.mean.float())
 
 
 def cell_mask(crop: float, z: torch.Tensor, scale: int) -> torch.Tensor:
@@ -200,16 +215,15 @@ def cell_mask(crop: float, z: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: WanVideoModel, held_out: dict, batch: int, steps: int = DEFAULT_INVERSION_STEPS) -> dict:
+def evaluate(model: VideoModel, held_out: dict, batch: int, steps: int = DEFAULT_INVERSION_STEPS) -> dict:
     """Per condition: latent MSE of E(degrade(D(z0))) against z0, and sign agreement of its inversion with z_T
     (over the cells the condition leaves), on held-out captions."""
     ae, device = model.autoencoder, model.device
     scale = ae.spatial_factor
-    embeds = model.empty_prompt_embedding()
     agree, count = 0.0, 0
     for start in range(0, held_out["z0"].shape[0], batch):  # the ceiling: the sampler's latent, no VAE at all
         z0 = held_out["z0"][start:start + batch].to(device)
-        z_inv = model.invert(z0, steps, prompt_embeds=embeds.expand(z0.shape[0], -1, -1))
+        z_inv = model.invert(z0, steps)
         agree += float((z_inv.sign() == held_out["z_t"][start:start + batch].to(device).sign()).sum())
         count += z0.numel()
     report = {"latent, no VAE (ceiling)": {"latent_mse": 0.0, "sign_agreement": round(agree / count, 4)}}
@@ -220,12 +234,14 @@ def evaluate(model: WanVideoModel, held_out: dict, batch: int, steps: int = DEFA
             z_t = held_out["z_t"][start:start + batch].to(device).float()
             x, crop = condition(decode(ae, z0))
             z_hat = encode(ae, x)
-            z_inv = model.invert(z_hat, steps, prompt_embeds=embeds.expand(z0.shape[0], -1, -1))
+            z_inv = model.invert(z_hat, steps)
             mask = cell_mask(crop, z0, scale)
             se += float(((z_hat - z0) ** 2)[mask].sum())
             agree += float((z_inv.sign() == z_t.sign())[mask].sum())
             count += int(mask.sum())
-        report[name] = {"latent_mse": round(se / count, 4), "sign_agreement": round(agree / count, 4)}
+        # a crop on a grid too coarse to keep any whole cell (LTX at 64 px) leaves nothing to measure
+        report[name] = {"latent_mse": round(se / count, 4) if count else None,
+                        "sign_agreement": round(agree / count, 4) if count else None}
     return report
 
 
@@ -238,7 +254,7 @@ def sign_loss(z_inv: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
     return F.softplus(-2.0 * z_inv * z_t.sign())
 
 
-def tune(model: WanVideoModel, train: dict, minutes: float, max_steps: int, batch: int, lr: float, seed: int,
+def tune(model: VideoModel, train: dict, minutes: float, max_steps: int, batch: int, lr: float, seed: int,
          inversion_weight: float = 0.0, inversion_steps: int = DEFAULT_INVERSION_STEPS,
          log_every: int = 50) -> list[dict]:
     """Train encoder + quant_conv on ``train`` latents; returns the loss history.
@@ -250,8 +266,9 @@ def tune(model: WanVideoModel, train: dict, minutes: float, max_steps: int, batc
     vae, scale = ae.vae, ae.spatial_factor
     vae.requires_grad_(False)
     model.pipeline.transformer.requires_grad_(False)
-    embeds = model.empty_prompt_embedding().expand(batch, -1, -1)
-    params = list(vae.encoder.parameters()) + list(vae.quant_conv.parameters())
+    # the encoder and, where the family has one (Wan), the quant conv after it; never the decoder
+    quant_conv = getattr(vae, "quant_conv", None)  # Wan has one; CogVideoX's is None unless configured
+    params = list(vae.encoder.parameters()) + (list(quant_conv.parameters()) if quant_conv is not None else [])
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -269,9 +286,11 @@ def tune(model: WanVideoModel, train: dict, minutes: float, max_steps: int, batc
         x, crop = degrade(decode(ae, z0), rng)
         z_hat = encode(ae, x)
         mask = cell_mask(crop, z0, scale)
+        if not mask.any():  # a crop that leaves no whole latent cell (a coarse grid): nothing to learn from
+            continue
         loss = ((z_hat - z0) ** 2)[mask].mean()
         if inversion_weight > 0:
-            z_inv = model.invert(z_hat, inversion_steps, prompt_embeds=embeds, differentiable=True)
+            z_inv = model.invert(z_hat, inversion_steps, differentiable=True)
             z_t = train["z_t"][idx].to(device).float()
             loss = loss + inversion_weight * sign_loss(z_inv, z_t)[mask].mean()
         opt.zero_grad(set_to_none=True)
@@ -311,13 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model = WanVideoModel.from_pretrained(args.model or DEFAULT_MODEL_DIR, device=args.device)
+    model = load_model(args.model or DEFAULT_MODEL_DIR, device=args.device)
     if args.init_vae is not None:  # continue an earlier tuning (one lent-GPU call is at most 10 minutes)
-        from diffusers import AutoencoderKLWan
-
-        vae = AutoencoderKLWan.from_pretrained(args.init_vae, dtype=torch.float32).to(args.device)
+        vae = type(model.autoencoder.vae).from_pretrained(args.init_vae, dtype=torch.float32).to(args.device)
         model.pipeline.vae = model.autoencoder.vae = vae
-    size, frames = (64, 5) if args.smoke else (world.DEFAULT_SIZE, world.DEFAULT_FRAMES)
+    size, frames = (64, model.limits.frame_counts()[0]) if args.smoke else (world.DEFAULT_SIZE, world.DEFAULT_FRAMES)
     steps = 2 if args.smoke else 20
     started = time.time()
     held_out = sample_latents(model, args.eval_clips, 32, args.seed + 1, sorted(world.heldout_combos()),

@@ -127,3 +127,32 @@ def build_pipeline(vae: AutoencoderKLWan | None = None, transformer: WanTransfor
 
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# ------------------------------------------------------------------------------------------------ training hooks
+# What lab/train_generator.py needs to know of a family, beside the builders above (lab/tiny_ltx.py has the same).
+
+FAMILY = "wan"
+VAE_CLASS, TRANSFORMER_CLASS, TEXT_ENCODER_CLASS = AutoencoderKLWan, WanTransformer3DModel, UMT5EncoderModel
+TIME_SHIFT = SCHEDULER_CONFIG["shift"]
+OBJECTIVE = "flow"  # rectified flow: x_t = (1 - s) x0 + s eps, the network predicts eps - x0
+
+
+def set_latent_statistics(vae: AutoencoderKLWan, mean: list[float], std: list[float]) -> None:
+    """WanPipeline reads the latent normalisation from the VAE config."""
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+
+
+def normalise(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
+    """Posterior latents -> the space the transformer samples in (``WanPipeline``'s convention)."""
+    mean = torch.tensor(vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=z.device).view(1, -1, 1, 1, 1)
+    return (z - mean) / std
+
+
+def predict(transformer, tokenizer, text_encoder, xt: torch.Tensor, timestep: torch.Tensor,
+             captions: list[str]) -> torch.Tensor:
+    """The transformer's flow prediction for noisy latents ``xt`` at ``timestep`` (sigma x 1000), conditioned as WanPipeline
+    conditions it."""
+    context = encode_prompts(tokenizer, text_encoder, captions)
+    return transformer(hidden_states=xt, timestep=timestep, encoder_hidden_states=context, return_dict=False)[0]

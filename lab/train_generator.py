@@ -1,16 +1,21 @@
-"""Train the embedded default model on the procedural world: ``python -m framemark.lab.train_generator``.
+"""Train the project's models on the procedural world: ``python -m framemark.lab.train_generator``.
 
+``--family wan`` (default) trains framemark-wan-tiny, the embedded model (architecture: lab/tiny_wan.py);
+``--family ltx`` framemark-ltx-tiny (lab/tiny_ltx.py) and ``--family cogvideox`` framemark-cogvideox-tiny
+(lab/tiny_cogvideox.py). One loop trains all three; what differs (components, latent normalisation, how the
+transformer is called, the objective: rectified flow or v-prediction, see ``objective``) is the family module's.
 Two stages, as latent diffusion is usually trained:
-1. ``vae``: the Wan video autoencoder, on world clips (training combinations only) and colour pans over real
+1. ``vae``: the video autoencoder, on world clips (training combinations only) and colour pans over real
    photographs, with a reconstruction loss and a small KL term. Then per-channel latent statistics are measured
-   and written into the VAE config (``latents_mean`` / ``latents_std``), which is where WanPipeline reads them.
-2. ``dit``: the Wan transformer and the UMT5 text encoder, jointly, with the rectified-flow objective the
-   FlowMatchEulerDiscreteScheduler samples from (x_t = (1-s) x0 + s eps, target eps - x0), on captions from
-   the grammar, with 10% empty captions so classifier-free guidance works. An EMA of the weights is exported.
+   and stored where the family's pipeline reads them (Wan: the VAE config; LTX: the VAE's buffers; CogVideoX:
+   one scaling_factor).
+2. ``dit``: the transformer and the text encoder, jointly, with the objective the family's scheduler samples
+   from (``objective``), on captions from the grammar, with 10% empty captions so classifier-free guidance
+   works. An EMA of the weights is exported.
 
 Data is rendered on the fly on the training device. Each stage checkpoints to ``--out`` and resumes from there.
 Stages stop at a step count or a wall-clock budget, whichever comes first, and end by exporting a diffusers
-folder loadable with ``WanPipeline.from_pretrained``.
+folder loadable with the family's pipeline (``WanPipeline.from_pretrained`` and so on) and ``--model``.
 
 ``--smoke`` runs the whole path at toy size on the CPU in well under a minute; the tests use it.
 """
@@ -33,8 +38,9 @@ import torch.nn.functional as F
 
 from framemark.generator.models.base import CARD_FILE
 
-from . import tiny_wan as architecture
-from . import world
+from . import tiny_cogvideox, tiny_ltx, tiny_wan, world
+
+FAMILIES = {"wan": tiny_wan, "ltx": tiny_ltx, "cogvideox": tiny_cogvideox}
 
 
 @dataclass
@@ -57,7 +63,7 @@ class RunConfig:
     kl_weight: float = 1e-6
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
-    time_shift: float = architecture.SCHEDULER_CONFIG["shift"]
+    family: str = "wan"
     stats_clips: int = 1024
     latent_cache_clips: int = 20000  # world clips encoded once for the transformer stage
     seed: int = 0
@@ -144,15 +150,18 @@ class _Budget:
 
 # ---------------------------------------------------------------------------------------------------- stage 1
 
+def family_of(run: RunConfig):
+    return FAMILIES[run.family]
+
+
 def train_vae(run: RunConfig, out: Path, device: torch.device, init: Path | None = None) -> dict:
     """Train the autoencoder; ``init`` (a diffusers VAE folder) continues from earlier weights, which lets one
     training run span several short sessions on a lent GPU."""
     cfg = run.vae
-    vae = architecture.build_vae().to(device)
+    arch = family_of(run)
+    vae = arch.build_vae().to(device)
     if init is not None:
-        from diffusers import AutoencoderKLWan
-
-        vae.load_state_dict(AutoencoderKLWan.from_pretrained(init).float().state_dict())
+        vae.load_state_dict(arch.VAE_CLASS.from_pretrained(init).float().state_dict())
         _log(f"vae: initialised from {init}")
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ckpt_path = out / "vae.ckpt"
@@ -207,7 +216,7 @@ def train_vae(run: RunConfig, out: Path, device: torch.device, init: Path | None
                                          "seconds": budget.seconds(), "history": history})
     vae.eval()
     mean, std = latent_statistics(vae, run, device)
-    vae.register_to_config(latents_mean=mean, latents_std=std)
+    arch.set_latent_statistics(vae, mean, std)
     _save_checkpoint(ckpt_path, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
                                  "seconds": budget.seconds(), "history": history, "done": True,
                                  "latents_mean": mean, "latents_std": std})
@@ -246,8 +255,6 @@ def build_latent_cache(vae, run: RunConfig, out: Path, device: torch.device) -> 
     if path.exists():
         return torch.load(path, map_location=device, weights_only=False)
     cfg, rng = run.dit, random.Random(run.seed * 31337)
-    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
     latents, specs = [], []
     chunk = max(min(cfg.batch, 64), 1)
     for start in range(0, run.latent_cache_clips, chunk):
@@ -257,7 +264,7 @@ def build_latent_cache(vae, run: RunConfig, out: Path, device: torch.device) -> 
                          seed=rng.randrange(2**31), device=device) * 2 - 1
         with _autocast(device):
             z = vae.encode(x).latent_dist.mode().float()
-        latents.append(((z - mean) / std).to(torch.bfloat16))
+        latents.append(family_of(run).normalise(vae, z).to(torch.bfloat16))
         specs.extend(batch_specs)
         if (start // chunk) % 50 == 0:
             _log(f"latent cache: {start + n}/{run.latent_cache_clips} clips")
@@ -266,19 +273,47 @@ def build_latent_cache(vae, run: RunConfig, out: Path, device: torch.device) -> 
     return cache
 
 
+def objective(arch, device: torch.device):
+    """The family's training pairs: ``noised(z0, eps) -> (x_t, timestep, target)``, the timestep in the units the
+    family's ``predict`` hands the transformer.
+
+    ``flow`` (Wan, LTX): rectified flow, x_t = (1-s) x0 + s eps, target eps - x0, at logit-normal times shifted
+    as the sampler shifts them (training matches where sampling spends steps). ``v_prediction`` (CogVideoX): the
+    DDPM forward process on the scheduler's own alphas_cumprod (zero terminal SNR included), x_t = sqrt(a) x0 +
+    sqrt(1-a) eps, target v = sqrt(a) eps - sqrt(1-a) x0, at uniform integer timesteps; MSE on v is CogVideoX's
+    own x0 loss weighted by 1/(1-a).
+    """
+    if arch.OBJECTIVE == "flow":
+        def flow(z0: torch.Tensor, noise: torch.Tensor):
+            u = torch.sigmoid(torch.randn(z0.shape[0], device=device))
+            sigma = arch.TIME_SHIFT * u / (1 + (arch.TIME_SHIFT - 1) * u)
+            s = sigma.view(-1, 1, 1, 1, 1)
+            return (1 - s) * z0 + s * noise, sigma * 1000, noise - z0
+        return flow
+    if arch.OBJECTIVE == "v_prediction":
+        scheduler = arch.build_scheduler()
+        alphas = scheduler.alphas_cumprod.to(device, torch.float32)
+
+        def v_prediction(z0: torch.Tensor, noise: torch.Tensor):
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (z0.shape[0],), device=device)
+            a = alphas[t].view(-1, 1, 1, 1, 1)
+            return a.sqrt() * z0 + (1 - a).sqrt() * noise, t, a.sqrt() * noise - (1 - a).sqrt() * z0
+        return v_prediction
+    raise ValueError(f"unknown training objective {arch.OBJECTIVE!r}")
+
+
 def train_dit(run: RunConfig, out: Path, device: torch.device, vae, init: Path | None = None) -> dict:
     """Train transformer and text encoder together on cached latents; ``init`` (an exported model folder)
     continues from its transformer and text encoder."""
     cfg = run.dit
-    tokenizer = architecture.build_tokenizer()
-    transformer = architecture.build_transformer().to(device)
-    text_encoder = architecture.build_text_encoder(len(tokenizer)).to(device)
+    arch = family_of(run)
+    tokenizer = arch.build_tokenizer()
+    transformer = arch.build_transformer().to(device)
+    text_encoder = arch.build_text_encoder(len(tokenizer)).to(device)
     if init is not None:
-        from diffusers import WanTransformer3DModel
-        from transformers import UMT5EncoderModel
-
-        transformer.load_state_dict(WanTransformer3DModel.from_pretrained(init / "transformer").float().state_dict())
-        text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(init / "text_encoder").float().state_dict())
+        transformer.load_state_dict(arch.TRANSFORMER_CLASS.from_pretrained(init / "transformer").float().state_dict())
+        text_encoder.load_state_dict(arch.TEXT_ENCODER_CLASS.from_pretrained(init / "text_encoder").float()
+                                     .state_dict())
         _log(f"dit: initialised from {init}")
     params = list(transformer.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.01)
@@ -304,6 +339,7 @@ def train_dit(run: RunConfig, out: Path, device: torch.device, vae, init: Path |
                                      "history": history, "done": done})
 
     vae.eval().requires_grad_(False)
+    noised = objective(arch, device)
     cache = build_latent_cache(vae, run, out, device)
     n_cached = cache["latents"].shape[0]
     rng = random.Random(run.seed * 104729 + step)
@@ -319,18 +355,10 @@ def train_dit(run: RunConfig, out: Path, device: torch.device, vae, init: Path |
         idx = [rng.randrange(n_cached) for _ in range(cfg.batch)]
         z0 = cache["latents"][torch.tensor(idx, device=cache["latents"].device)].float()
         captions = ["" if rng.random() < run.caption_dropout else world.caption(cache["specs"][i], rng) for i in idx]
-        b = z0.shape[0]
-        # logit-normal times, then the same shift the sampler applies: training matches where sampling spends steps
-        u = torch.sigmoid(torch.randn(b, device=device))
-        sigma = run.time_shift * u / (1 + (run.time_shift - 1) * u)
-        s = sigma.view(b, 1, 1, 1, 1)
-        noise = torch.randn_like(z0)
-        xt = (1 - s) * z0 + s * noise
+        xt, timestep, target = noised(z0, torch.randn_like(z0))
         with _autocast(device):
-            context = architecture.encode_prompts(tokenizer, text_encoder, captions)
-            pred = transformer(hidden_states=xt, timestep=sigma * 1000, encoder_hidden_states=context,
-                               return_dict=False)[0]
-        loss = F.mse_loss(pred.float(), noise - z0)
+            pred = arch.predict(transformer, tokenizer, text_encoder, xt, timestep, captions)
+        loss = F.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -357,7 +385,7 @@ def train_dit(run: RunConfig, out: Path, device: torch.device, vae, init: Path |
 
 # ---------------------------------------------------------------------------------------------------- export
 
-def export(vae, transformer, text_encoder, folder: Path, report: dict) -> None:
+def export(vae, transformer, text_encoder, folder: Path, report: dict, arch=tiny_wan) -> None:
     """Write the diffusers folder and the training record beside the weights.
 
     Weights are stored in fp16 (the shipped format: half the size in git, and every version stays in history);
@@ -366,29 +394,26 @@ def export(vae, transformer, text_encoder, folder: Path, report: dict) -> None:
     def stored(module):  # a half-precision copy on the CPU; the caller's module is left as it was
         return copy.deepcopy(module).half().cpu()
 
-    pipe = architecture.build_pipeline(vae=stored(vae), transformer=stored(transformer),
-                                       text_encoder=stored(text_encoder))
+    pipe = arch.build_pipeline(vae=stored(vae), transformer=stored(transformer), text_encoder=stored(text_encoder))
     pipe.save_pretrained(folder, safe_serialization=True)
     (folder / "training.json").write_text(json.dumps(report, indent=2) + "\n")
-    (folder / CARD_FILE).write_text(json.dumps(architecture.CARD, indent=2) + "\n")
+    (folder / CARD_FILE).write_text(json.dumps(arch.CARD, indent=2) + "\n")
 
 
-def _load_vae_stage(out: Path, device: torch.device, pretrained: Path | None = None):
+def _load_vae_stage(out: Path, device: torch.device, pretrained: Path | None = None, arch=tiny_wan):
     """The finished VAE: from a diffusers folder when given (stages may run on different machines), else from
     this run's checkpoint."""
     if pretrained is not None:
-        from diffusers import AutoencoderKLWan
-
-        vae = AutoencoderKLWan.from_pretrained(pretrained).float().to(device)
+        vae = arch.VAE_CLASS.from_pretrained(pretrained).float().to(device)
         record = json.loads((pretrained / "training.json").read_text()) if (pretrained / "training.json").exists() else {}
         return vae, {"step": record.get("steps", 0), "seconds": record.get("seconds", 0.0),
                      "history": record.get("history", [])}
     state = _load_checkpoint(out / "vae.ckpt", device)
     if state is None or not state.get("done"):
         raise SystemExit(f"no finished VAE stage in {out}: run --stage vae first")
-    vae = architecture.build_vae().to(device)
+    vae = arch.build_vae().to(device)
     vae.load_state_dict(state["model"])
-    vae.register_to_config(latents_mean=state["latents_mean"], latents_std=state["latents_std"])
+    arch.set_latent_statistics(vae, state["latents_mean"], state["latents_std"])
     return vae, state
 
 
@@ -422,11 +447,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dit-batch", type=int)
     ap.add_argument("--latent-clips", type=int, help="world clips encoded once for the transformer stage")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--family", choices=sorted(FAMILIES), default="wan",
+                    help="wan: framemark-wan-tiny (lab/tiny_wan.py); ltx: framemark-ltx-tiny (lab/tiny_ltx.py); "
+                         "cogvideox: framemark-cogvideox-tiny (lab/tiny_cogvideox.py)")
     ap.add_argument("--smoke", action="store_true", help="toy sizes on CPU in well under a minute (tests)")
     args = ap.parse_args(argv)
 
     run = smoke_config() if args.smoke else default_config()
     run.seed = args.seed
+    run.family = args.family
+    if args.smoke and args.family in ("ltx", "cogvideox"):
+        run.vae.frames = 9  # LTX's VAE takes 1 + 8k frames; CogVideoX's gives 5 back only from 1 + 8k
     if args.latent_clips is not None:
         run.latent_cache_clips = args.latent_clips
     for stage, name in ((run.vae, "vae"), (run.dit, "dit")):
@@ -455,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                 indent=2) + "\n")
             _log(f"exported {folder}")
             return 0
-    vae, vae_state = _load_vae_stage(args.out, device, args.vae)
+    vae, vae_state = _load_vae_stage(args.out, device, args.vae, family_of(run))
     res = train_dit(run, args.out, device, vae, args.init_dit)
     _log(f"dit stage done: {res['steps']} steps in {res['seconds'] / 60:.1f} min")
 
@@ -472,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         "dit_initialised_from": _previous_record(args.init_dit),
     }
     folder = args.export or args.out / "model"
-    export(vae, res["transformer"], res["text_encoder"], folder, report)
+    export(vae, res["transformer"], res["text_encoder"], folder, report, family_of(run))
     _log(f"exported {folder}")
     return 0
 

@@ -27,6 +27,7 @@ NEVER = {
     "serve": ("framemark.lab", "framemark.cli", "framemark.audit"),
     "audit": ("framemark.lab", "framemark.cli", "framemark.serve"),
     "cli": ("framemark.lab",),
+    "api": ("framemark.lab", *FRONT_DOORS),
     "lab": FRONT_DOORS,
 }
 # the one front door to training and evaluation: `framemark detect dataset/train/eval`
@@ -49,6 +50,8 @@ def part_of(module: str) -> str:
         return head[1]
     if head[1:2] == ["runtime"] or head[1:2] == ["limits"]:
         return "runtime"
+    if head[1:2] == ["api"]:
+        return "api"
     return "base"
 
 

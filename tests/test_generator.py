@@ -123,7 +123,7 @@ def test_missing_or_broken_model_folder_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match="cannot load"):
         load_model(broken)
     (broken / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
-    with pytest.raises(ModelError, match="supports WanPipeline"):
+    with pytest.raises(ModelError, match="supports CogVideoXPipeline, LTXPipeline, WanPipeline"):
         load_model(broken)
     incomplete = tmp_path / "incomplete"
     incomplete.mkdir()

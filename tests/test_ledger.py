@@ -16,7 +16,25 @@ from framemark import credentials, manifest, provenance
 from framemark.ledger import SCHEMA_VERSION, Ledger, LedgerError
 from framemark.watermark import Payload
 
-MODEL = {"name": "framemark-wan-tiny", "version": "2"}
+MODEL = {"name": "framemark-wan-tiny", "version": "2", "family": "wan", "weights_sha256": "ab" * 32}
+
+# A ledger as framemark wrote it before schema version 2 (no model_sha256 column), verbatim.
+SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS clips (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    clip_id TEXT NOT NULL CHECK (length(clip_id) = 12),
+    payload TEXT NOT NULL CHECK (length(payload) = 16),
+    key_id TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    manifest_label TEXT,
+    manifest_store BLOB
+);
+CREATE INDEX IF NOT EXISTS clips_by_clip_id ON clips (clip_id, key_id);
+CREATE INDEX IF NOT EXISTS clips_by_manifest_label ON clips (manifest_label);
+"""
 
 
 def test_new_ledger_is_wal_with_a_schema_version(tmp_path):
@@ -39,6 +57,7 @@ def test_record_and_lookup_newest_first_filtered_by_key(tmp_path):
         assert [e.id for e in found] == [second.id, first.id]
         assert found[1].manifest_store == b"one" and found[1].manifest_label == "urn:1"
         assert found[0].payload == p.hex and found[0].model_name == "framemark-wan-tiny"
+        assert found[0].model_sha256 == "ab" * 32 and found[0].to_dict()["model_sha256"] == "ab" * 32
         assert len(ledger.lookup(p)) == 3
         assert ledger.lookup(Payload(2)) == []
         assert found[0].to_dict()["manifest_store_bytes"] == 3
@@ -70,6 +89,83 @@ def test_missing_corrupt_and_newer_ledgers_are_clear_errors(tmp_path):
     db.close()
     with pytest.raises(LedgerError, match="newer"):
         Ledger(newer)
+
+
+def version_1_ledger(path) -> None:
+    """A real version-1 ledger file with two rows, written with the old schema by plain sqlite3."""
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_V1)
+    db.execute("INSERT INTO schema_version (version) VALUES (1)")
+    for clip, store in ((Payload(0x111), b"store-1"), (Payload(0x222), None)):
+        db.execute("INSERT INTO clips (clip_id, payload, key_id, model_name, model_version, created_at, "
+                   "manifest_label, manifest_store) VALUES (?, ?, 'k1', 'framemark-wan-tiny', '2', "
+                   "'2025-01-01T00:00:00.000+00:00', ?, ?)",
+                   (clip.clip_hex, clip.hex, "urn:old" if store else None, store))
+    db.commit()
+    db.close()
+
+
+def schema_of(path) -> tuple[list, list[str]]:
+    db = sqlite3.connect(path)
+    try:
+        versions = db.execute("SELECT version FROM schema_version").fetchall()
+        columns = [r[1] for r in db.execute("PRAGMA table_info(clips)")]
+    finally:
+        db.close()
+    return versions, columns
+
+
+def test_a_version_1_ledger_is_migrated_in_place_on_open(tmp_path):
+    path = tmp_path / "v1.db"
+    version_1_ledger(path)
+    assert schema_of(path) == ([(1,)], ["id", "clip_id", "payload", "key_id", "model_name", "model_version",
+                                        "created_at", "manifest_label", "manifest_store"])
+    with Ledger(path, create=False) as ledger:  # reading opens migrate too
+        old = ledger.lookup(Payload(0x111))
+        assert [(e.model_name, e.model_sha256, e.manifest_store) for e in old] == [
+            ("framemark-wan-tiny", None, b"store-1")]
+        assert ledger.by_manifest_label("urn:old").id == old[0].id
+        new = ledger.record(payload=Payload(0x333), key_id="k1", model=MODEL)
+    versions, columns = schema_of(path)
+    assert versions == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 2 and columns[-1] == "model_sha256"
+    with Ledger(path) as ledger:  # idempotent: opening a migrated ledger changes nothing
+        assert ledger.count() == 3
+        assert ledger.lookup(Payload(0x333))[0].model_sha256 == "ab" * 32 == new.model_sha256
+        assert ledger.lookup(Payload(0x222))[0].model_sha256 is None
+    assert schema_of(path) == (versions, columns)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+
+def test_a_half_migrated_ledger_is_finished(tmp_path):
+    """The column and the version change in one transaction; a ledger that has the column but still says 1
+    (written by hand, or by a build that crashed between two transactions) is finished, not broken."""
+    path = tmp_path / "half.db"
+    version_1_ledger(path)
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE clips ADD COLUMN model_sha256 TEXT")
+    db.commit()
+    db.close()
+    with Ledger(path) as ledger:
+        assert ledger.count() == 2
+    assert schema_of(path)[0] == [(SCHEMA_VERSION,)]
+
+
+def test_concurrent_openers_migrate_a_version_1_ledger_once(tmp_path):
+    path, workers = tmp_path / "shared-v1.db", 4
+    version_1_ledger(path)
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(w), "5"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for w in range(workers)]
+    try:
+        start_together(procs)
+    finally:
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    assert schema_of(path)[0] == [(SCHEMA_VERSION,)]
+    with Ledger(path, create=False) as ledger:
+        assert ledger.count() == 2 + workers * 5
 
 
 WRITER = textwrap.dedent("""

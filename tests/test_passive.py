@@ -221,19 +221,19 @@ def test_training_refuses_a_single_source():
 # ------------------------------------------------------------------------------------------------ verify
 
 def test_verify_real_clip_gets_a_score_and_no_synthetic_verdict(shipped):
-    result = verify.verify_file(DATA / "carphone_pristine.mp4", key=None, model=None, classifier=shipped).to_dict()
+    result = verify.verify_file(DATA / "carphone_pristine.mp4", key=None, classifier=shipped).to_dict()
     cls = result["classifier"]
     assert cls is not None and cls["model_version"] == shipped.version
     assert 0.0 <= cls["p_synthetic"] <= 1.0 and cls["p_synthetic"] < shipped.threshold
     assert result["verdict"] == "no-evidence"
     # the stage ran and was timed (how long it takes is bench/passive.py's business, not a unit test's)
     assert "classifier_s" in result["timing"]
-    skipped = verify.verify_file(DATA / "carphone_pristine.mp4", key=None, model=None, classifier=None).to_dict()
+    skipped = verify.verify_file(DATA / "carphone_pristine.mp4", key=None, classifier=None).to_dict()
     assert skipped["classifier"] is None and "classifier_s" not in skipped["timing"]
 
 
 def test_verify_unmarked_generated_clip_is_likely_synthetic(generated_clip, shipped):
-    result = verify.verify_file(generated_clip, key=None, model=None, classifier=shipped).to_dict()
+    result = verify.verify_file(generated_clip, key=None, classifier=shipped).to_dict()
     assert result["classifier"]["p_synthetic"] >= shipped.threshold
     assert result["verdict"] == "likely-synthetic"
 
@@ -253,7 +253,7 @@ def test_broken_classifier_is_an_error_entry_not_a_crash(tmp_path):
         def score_frames(self, frames, fps):
             raise RuntimeError("boom")
 
-    result = verify.verify_file(DATA / "carphone_pristine.mp4", key=None, model=None, classifier=Broken())
+    result = verify.verify_file(DATA / "carphone_pristine.mp4", key=None, classifier=Broken())
     assert result.classifier is None and result.verdict == "no-evidence"
     assert any("passive classifier failed: boom" in e for e in result.errors)
 
@@ -282,7 +282,7 @@ def test_classifier_never_overrides_stronger_evidence(tmp_path, shipped):
     # a file that could not be checked gets no verdict, whatever the classifier would say
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00" * 4096)
-    unreadable = verify.verify_file(junk, key=None, model=None, classifier=shipped)
+    unreadable = verify.verify_file(junk, key=None, classifier=shipped)
     assert unreadable.verdict is None and unreadable.classifier is None
     camera = C2paEvidence(state="Trusted", manifest={"declares_synthetic": False})
     assert decide(camera, None, above) == "no-evidence"

@@ -99,7 +99,12 @@ def test_trusted_round_trip(world):
     summary = c2pa["manifest"]
     assert summary["action"] == "c2pa.created"
     assert summary["digital_source_type"] == manifest.TRAINED_ALGORITHMIC_MEDIA
-    assert summary["software_agent"] == {"name": "framemark-wan-tiny", "version": world["record"]["model"]["version"]}
+    model = world["record"]["model"]  # the generating model, with the hash of its weights
+    assert model["name"] == "framemark-wan-tiny" and model["family"] == "wan" and len(model["weights_sha256"]) == 64
+    assert summary["software_agent"] == {"name": "framemark-wan-tiny", "version": model["version"],
+                                         "org.framemark.family": "wan",
+                                         "org.framemark.weights_sha256": model["weights_sha256"]}
+    assert summary["generation"]["model"] == model
     assert summary["soft_binding"]["alg"] == SOFT_BINDING_ALG
     assert summary["soft_binding"]["value"] == world["record"]["watermark"]["payload"]
     assert summary["soft_binding"]["scope"]["timespan"] == {"start": 0, "end": 2125}  # 17 frames at 8 fps
@@ -144,6 +149,9 @@ def test_stripped_or_reencoded_clip_is_recovered_through_the_ledger(world, name)
     assert led["manifest"]["soft_binding"]["value"] == report["watermark"]["payload"]
     assert led["manifest_json"]["active_manifest"] == led["manifest"]["label"]
     assert led["entry"]["key_id"] == world["key"].key_id
+    assert led["entry"]["model_sha256"] == world["record"]["model"]["weights_sha256"]
+    # the model whose inversion read the mark: the one that made the clip
+    assert report["watermark"]["model"] == world["record"]["model"]
     assert report["verdict"] == "watermarked-synthetic" and report["errors"] == []
 
 

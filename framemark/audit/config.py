@@ -46,8 +46,24 @@ class AuditConfig:
 
         options = self.resolved.options
         anchors = hashlib.sha256(b"".join(sorted(self.resolved.trust_anchors))).hexdigest()[:16]
-        return {"key_id": self.key_id, "model": os.path.abspath(options.model_dir) if options.model_dir else "embedded",
-                "fpr": options.fpr, "steps": options.steps, "trust_anchors_sha256": anchors,
-                "limits": asdict(self.limits),
-                # verdicts depend on it
-                "classifier": classifier.card_version(options.classifier_dir) if options.classifier else None}
+        fingerprint = {"key_id": self.key_id, "model": self.models_checked(),
+                       "fpr": options.fpr, "steps": options.steps, "trust_anchors_sha256": anchors,
+                       "limits": asdict(self.limits),
+                       # verdicts depend on it
+                       "classifier": classifier.card_version(options.classifier_dir) if options.classifier else None}
+        # bf16/fp16 weights move every p-value a little: such rows are not mixed with fp32 ones (fp32 folders of
+        # earlier releases still resume). The device is not in it: CPU and GPU give the same verdicts.
+        if options.dtype != "fp32":
+            fingerprint["dtype"] = options.dtype
+        return fingerprint
+
+    def models_checked(self) -> str | list[str]:
+        """The fingerprint's ``model``: "embedded" when only the embedded model is checked against (as every
+        release before the registry wrote it), one folder's absolute path for one model, the list of folders in
+        the order tried for several (registered models: adding or removing one changes what a verdict means)."""
+        from framemark.generator.models import DEFAULT_MODEL_DIR
+
+        folders = [os.path.abspath(folder) for folder in self.resolved.model_dirs]
+        if self.resolved.options.model_dir is None and folders == [os.path.abspath(DEFAULT_MODEL_DIR)]:
+            return "embedded"
+        return folders[0] if len(folders) == 1 else folders

@@ -1,9 +1,9 @@
 """The ``framemark`` command line: one group, one module per command group, each thin over a library call.
 
 ``generate`` (generate.py), ``verify`` (verify.py), ``audit`` (audit.py), ``keys`` (keys.py), ``ledger``
-(ledger.py), ``detect`` (detect.py: the passive classifier's dataset, training and evaluation), ``serve`` and
-``token`` (serve.py). Shared options, exit codes and progress: common.py. Commands import what they need when they
-run, so ``framemark --help`` loads no torch.
+(ledger.py), ``models`` (models.py: the model registry), ``detect`` (detect.py: the passive classifier's
+dataset, training and evaluation), ``serve`` and ``token`` (serve.py). Shared options, exit codes and progress:
+common.py. Commands import what they need when they run, so ``framemark --help`` loads no torch.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import audit, detect, generate, keys, ledger, serve, verify
+    from . import audit, detect, generate, keys, ledger, models, serve, verify
 
-    for module in (generate, verify, audit, keys, ledger, detect, serve):
+    for module in (generate, verify, audit, keys, ledger, models, detect, serve):
         for command in module.COMMANDS:
             main.add_command(command)
 

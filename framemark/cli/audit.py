@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .common import (EXIT_FAIL_ON, EXIT_INTERRUPTED, Progress, echo_notes, fail, runtime_options, user_errors,
-                     verification_options)
+from .common import (EXIT_FAIL_ON, EXIT_INTERRUPTED, Progress, check_placement, device_options, echo_notes, fail,
+                     runtime_options, user_errors, verification_options)
 
 
 @click.command()
@@ -17,7 +17,8 @@ from .common import (EXIT_FAIL_ON, EXIT_INTERRUPTED, Progress, echo_notes, fail,
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Folder for results.jsonl (appended; resumable), thumbnails and settings.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes (local, default 1) or Ray actors (ray, default: the cluster's CPUs).")
+              help="Worker processes (local, default 1, or one per GPU of --device cuda / --devices) or Ray actors "
+                   "(ray, default: the cluster's CPUs, or its GPUs).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--ray-address", default=None, help="Ray cluster to use (e.g. ray://head:10001 or auto); default: "
                                                   "a private local cluster.")
@@ -36,9 +37,18 @@ from .common import (EXIT_FAIL_ON, EXIT_INTERRUPTED, Progress, echo_notes, fail,
               help="WxH; larger videos (either orientation) get an error row.")
 @click.option("--max-frames", default=600, show_default=True, type=click.IntRange(min=1),
               help="Frames decoded per file (longer clips are checked on their start).")
+@device_options
+@click.option("--devices", "devices_list", default=None, metavar="DEV,DEV,...",
+              help="Local workers' devices in turn, e.g. cuda:0,cuda:1: one worker per device unless --workers says "
+                   "otherwise. (--device cuda alone: every visible GPU.)")
+@click.option("--gpus-per-actor", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Ray, on CUDA: GPUs each actor asks for (0.5: two actors share a GPU).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Files a worker checks at once, their inversions batched (default: 16 on CUDA, else 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (last line of stdout).")
 def audit(source, out_dir, workers, engine, ray_address, threads, report_file, labels_file, fail_on, fpr, key_file,
-          model_dir, steps, trust_files, ledger_path, max_size, max_duration, max_resolution, max_frames, as_json):
+          model_dir, steps, trust_files, ledger_path, max_size, max_duration, max_resolution, max_frames, device, dtype,
+          save_memory, devices_list, gpus_per_actor, batch_size, as_json):
     """Verify every video in INPUT (a folder, searched recursively by content; a glob; or a CSV/JSONL list of
     paths with optional labels) and append one row per file to OUT/results.jsonl as it is ready.
 
@@ -50,6 +60,7 @@ def audit(source, out_dir, workers, engine, ray_address, threads, report_file, l
     from framemark import runtime
     from framemark.audit import discovery, ray_engine
     from framemark.audit.run import fail_on_hits
+    from framemark.detect.batch import default_batch_size
     from framemark.detect.verdict import parse_verdicts, verdict_name
     from framemark.limits import Limits, parse_resolution, parse_size
 
@@ -62,8 +73,12 @@ def audit(source, out_dir, workers, engine, ray_address, threads, report_file, l
         fail(str(exc))
     if ray_address and engine != "ray":
         fail("--ray-address needs --engine ray")
+    devices = local_devices(device, dtype, devices_list, workers, engine=engine, ray_address=ray_address)
+    first = device if devices is None else devices[0]  # the runtime's device; each local worker gets its own
+    batch = batch_size or default_batch_size(first)
     options = runtime_options(key_file=key_file, model_dir=model_dir, trust_files=trust_files,
-                              ledger_path=ledger_path, fpr=fpr, steps=steps, max_frames=max_frames)
+                              ledger_path=ledger_path, fpr=fpr, steps=steps, max_frames=max_frames, device=first,
+                              dtype=dtype, save_memory=save_memory)
     with user_errors():
         found = auditing.discover(source, exclude=[out_dir])
         items = found.items
@@ -82,10 +97,11 @@ def audit(source, out_dir, workers, engine, ray_address, threads, report_file, l
     config = auditing.AuditConfig(resolved, limits=limits, threads=threads)
     if engine == "ray":
         def run_engine(tasks, cfg):
-            return ray_engine.ray_outcomes(tasks, cfg, address=ray_address, workers=workers, threads=threads or 1)
+            return ray_engine.ray_outcomes(tasks, cfg, address=ray_address, workers=workers, threads=threads or 1,
+                                           gpus=gpus_per_actor, batch_size=batch)
     else:
         def run_engine(tasks, cfg):
-            return auditing.local_outcomes(tasks, cfg, workers=workers or 1)
+            return auditing.local_outcomes(tasks, cfg, workers=len(devices), devices=devices, batch_size=batch)
     if found.skipped:
         click.echo(f"skipping {len(found.skipped)} file(s) that are not video (e.g. {found.skipped[0][0]}: "
                    f"{found.skipped[0][1]})", err=True)
@@ -100,7 +116,7 @@ def audit(source, out_dir, workers, engine, ray_address, threads, report_file, l
                    f"command again to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     summary = result.summary
-    summary.update(engine=engine, workers=workers or (1 if engine == "local" else None))
+    summary.update(engine=engine, workers=len(devices) if engine == "local" else workers)
     if report_file is not None:
         write_report(report_file, result, config, source=source, engine=engine)
         summary["report"] = str(report_file)
@@ -118,6 +134,35 @@ def audit(source, out_dir, workers, engine, ray_address, threads, report_file, l
             click.echo(f"fail-on: {row['file']}: {verdict_name(row)}")
     if hits:
         sys.exit(EXIT_FAIL_ON)
+
+
+def local_devices(device: str, dtype: str, devices_list: str | None, workers: int | None, *, engine: str,
+                  ray_address: str | None) -> list[str] | None:
+    """Each local worker's device (``engines.worker_devices``), every one checked here before anything loads;
+    None for Ray, whose actors get their GPUs from Ray (checked here too, unless the cluster is elsewhere: a
+    driver without a GPU may send work to GPU nodes)."""
+    import torch
+
+    from framemark.audit.engines import worker_devices
+    from framemark.audit.errors import AuditError
+
+    listed = [d.strip() for d in devices_list.split(",") if d.strip()] if devices_list is not None else None
+    if listed is not None and not listed:
+        fail("--devices needs at least one device, e.g. cuda:0,cuda:1")
+    if listed is not None and device != "cpu":
+        fail("give --device or --devices, not both")
+    if engine == "ray":
+        if listed is not None:
+            fail("--devices is for the local engine; with --engine ray give --device cuda: each actor asks Ray "
+                 "for its GPU (--gpus-per-actor)")
+        check_placement(device, dtype, here=ray_address is None)
+        return None
+    for name in listed or [device]:
+        check_placement(name, dtype)
+    try:
+        return worker_devices(device, listed, workers, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    except AuditError as exc:
+        fail(str(exc))
 
 
 def progress_reporter():

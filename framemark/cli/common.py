@@ -105,7 +105,8 @@ def verification_options(command):
         click.option("--key", "key_file", type=click.Path(path_type=Path),
                      help="Watermark key file (default: $FRAMEMARK_HOME/watermark-key.json)."),
         click.option("--model", "model_dir", type=click.Path(path_type=Path),
-                     help="Diffusers model folder the clips came from (default: the embedded model)."),
+                     help="Diffusers model folder the clips came from (default: every registered model, "
+                          "`framemark models list`, else the embedded model)."),
         click.option("--steps", default=DEFAULT_INVERSION_STEPS, show_default=True, type=click.IntRange(1, 200),
                      help="Inversion steps."),
         click.option("--trust", "trust_files", multiple=True, type=click.Path(path_type=Path),
@@ -118,6 +119,41 @@ def verification_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def device_options(command):
+    """The options every command that runs the model shares: where it runs (``--device``), in which precision
+    (``--dtype``) and whether to trade speed for memory (``--save-memory``). Checked, before anything loads,
+    by :func:`check_placement`."""
+    options = [
+        click.option("--device", default="cpu", show_default=True,
+                     help="torch device the model runs on: cpu, cuda, cuda:N or mps (audit: cuda = one worker "
+                          "per visible GPU)."),
+        click.option("--dtype", default="fp32", show_default=True, metavar="fp32|bf16|fp16",
+                     help="Precision of the model's weights: fp32, bf16 (GPUs since Ampere, and CPUs) or fp16 "
+                          "(GPUs only)."),
+        click.option("--save-memory", is_flag=True,
+                     help="For models larger than the GPU's memory: the VAE works in tiles and slices, and on a "
+                          "CUDA device each component moves to the GPU only while it runs (model CPU offload). "
+                          "Slower."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def check_placement(device: str, dtype: str, *, here: bool = True):
+    """``--device`` and ``--dtype`` as torch objects, or exit 2 in words before anything loads: an unknown
+    device or precision, a GPU this machine does not have (``here``; False for devices that are somewhere
+    else, e.g. on a Ray cluster's nodes), fp16 on the CPU."""
+    from framemark.generator.models import torch_dtype
+    from framemark.generator.models.base import check_device
+
+    try:
+        precision = torch_dtype(dtype)
+        return check_device(device, precision, here=here), precision
+    except FramemarkError as exc:
+        fail(str(exc))
 
 
 def runtime_options(**values):

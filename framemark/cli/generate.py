@@ -11,8 +11,8 @@ import click
 from framemark.errors import FramemarkError
 from framemark.manifest import PROMPT_POLICIES
 
-from .common import EXIT_BAD_INPUT, EXIT_PARTIAL, Progress, echo_notes, fail, runtime_options, user_errors
-
+from .common import (EXIT_BAD_INPUT, EXIT_PARTIAL, Progress, check_placement, device_options, echo_notes, fail,
+                     runtime_options, user_errors)
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -41,7 +41,7 @@ def read_prompts(path: Path) -> list[str]:
 @click.option("--guidance", default=None, type=float, help="Classifier-free guidance scale (default: the model's).")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path),
               help="Diffusers model folder (default: the embedded model).")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@device_options
 @click.option("--no-watermark", is_flag=True, help="Make an unmarked clip (baselines); marking is on by default.")
 @click.option("--key", "key_file", type=click.Path(path_type=Path),
               help="Watermark key file (default: $FRAMEMARK_HOME/watermark-key.json, created when absent).")
@@ -56,8 +56,8 @@ def read_prompts(path: Path) -> list[str]:
 @click.option("--ledger", "ledger_path", type=click.Path(path_type=Path),
               help="Ledger database to record marked clips in (default: $FRAMEMARK_HOME/ledger.db).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per clip instead of prose.")
-def generate(prompt, output, prompts_file, seed, steps, frames, height, width, guidance, model_dir, device,
-             no_watermark, key_file, clip_id, no_sign, prompt_policy, tsa_url, ledger_path, as_json):
+def generate(prompt, output, prompts_file, seed, steps, frames, height, width, guidance, model_dir, device, dtype,
+             save_memory, no_watermark, key_file, clip_id, no_sign, prompt_policy, tsa_url, ledger_path, as_json):
     """Generate a clip from PROMPT (or one per line of --prompts) as an H.264 MP4.
 
     Every clip carries the invisible watermark of this machine's key unless --no-watermark is given, and a
@@ -70,6 +70,7 @@ def generate(prompt, output, prompts_file, seed, steps, frames, height, width, g
 
     if (prompt is None) == (prompts_file is None):
         fail("give either a PROMPT or --prompts FILE (not both)")
+    check_placement(device, dtype)
     first = first_payload(clip_id) if clip_id is not None else None
     prompts = [prompt] if prompts_file is None else read_prompts(prompts_file)
     requests = [GenerationRequest(prompt=p, seed=seed + i, steps=steps, frames=frames, height=height, width=width,
@@ -82,7 +83,8 @@ def generate(prompt, output, prompts_file, seed, steps, frames, height, width, g
         digits = max(4, len(str(len(prompts))))
         targets = [output / f"{i + 1:0{digits}d}.mp4" for i in range(len(prompts))]
     options = runtime_options(key_file=key_file, model_dir=model_dir, ledger_path=ledger_path, device=device,
-                              watermark=not no_watermark, sign=not no_sign, tsa_url=tsa_url)
+                              dtype=dtype, save_memory=save_memory, watermark=not no_watermark, sign=not no_sign,
+                              tsa_url=tsa_url)
     with user_errors():
         resolved = runtime.resolve(options, "generate")
         # a bad request is refused before a key or a local CA is created on a fresh machine

@@ -9,7 +9,7 @@ import click
 
 from framemark.errors import FramemarkError
 
-from .common import fail, verification_options
+from .common import check_placement, device_options, fail, verification_options
 
 
 @click.command()
@@ -35,11 +35,12 @@ from .common import fail, verification_options
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads per worker (default: cores / workers).")
 @verification_options
+@device_options
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(host, port, workers, max_upload_mb, max_duration_s, max_resolution, queue_limit, tokens_file, no_auth,
           keep_uploads, max_generate_steps, threads, fpr, key_file, model_dir, steps, trust_files, ledger_path,
-          log_level):
+          device, dtype, save_memory, log_level):
     """Serve the HTTP API (verify, generate, C2PA soft-binding resolution) and the web page at /.
 
     Tokens are required (`framemark token add`) unless --no-auth on a loopback address. One JSON line per request
@@ -52,6 +53,7 @@ def serve(host, port, workers, max_upload_mb, max_duration_s, max_resolution, qu
         width, height = parse_resolution(max_resolution)
     except ValueError as exc:
         fail(str(exc))
+    check_placement(device, dtype)
     settings = service.Settings(
         host=host, port=port, workers=workers, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         max_duration_s=max_duration_s, max_width=width, max_height=height, queue_limit=queue_limit,
@@ -59,7 +61,7 @@ def serve(host, port, workers, max_upload_mb, max_duration_s, max_resolution, qu
         keep_uploads=str(keep_uploads) if keep_uploads else None, key_file=str(key_file) if key_file else None,
         model_dir=str(model_dir) if model_dir else None, trust_files=tuple(str(p) for p in trust_files),
         ledger_path=str(ledger_path) if ledger_path else None, fpr=fpr, steps=steps,
-        max_generate_steps=max_generate_steps, threads=threads)
+        max_generate_steps=max_generate_steps, threads=threads, device=device, dtype=dtype, save_memory=save_memory)
     try:
         for note in service.preflight(settings):
             click.echo(f"note: {note}", err=True)

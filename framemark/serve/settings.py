@@ -46,6 +46,10 @@ class Settings:
     ledger_path: str | None = None
     fpr: float = DEFAULT_FPR
     steps: int = DEFAULT_INVERSION_STEPS
+    # where and how every worker runs the model (`--device`, `--dtype`, `--save-memory`): all workers share it
+    device: str = "cpu"
+    dtype: str = "fp32"
+    save_memory: bool = False
     # generation limits for POST /v1/generate, within the model's own (frames: None = the model's longest)
     max_generate_steps: int = 50
     max_generate_frames: int | None = None
@@ -58,7 +62,7 @@ class Settings:
         threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
         return Options(key_file=self.key_file, model_dir=self.model_dir, trust_files=tuple(self.trust_files),
                        ledger_path=self.ledger_path, fpr=self.fpr, steps=self.steps, max_frames=self.max_frames,
-                       threads=threads)
+                       device=self.device, dtype=self.dtype, save_memory=self.save_memory, threads=threads)
 
     def tokens_path(self) -> Path:
         from framemark.keys import framemark_home

@@ -16,13 +16,21 @@ import torch
 from framemark.errors import ModelError
 
 from .base import (GenerationRequest, ModelDefaults, ModelIdentity, ModelLimits, VideoAutoencoder, VideoModel,
-                   autoencoder_sha256)
+                   autoencoder_sha256, check_device, execution_device)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
+# The project's second trained model, framemark-cogvideox-tiny (lab/tiny_cogvideox.py): shipped beside the
+# embedded Wan one for `--model` and the registry, never loaded unless asked for.
+COGVIDEOX_MODEL_DIR = DEFAULT_MODEL_DIR.parent / "cogvideox_model"
+
+# Precisions a front door may ask for (--dtype): weights are cast at load, latents stay fp32 between steps.
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # model_index.json's _class_name -> (module of this package, its VideoModel class)
 FAMILIES: dict[str, tuple[str, str]] = {
     "WanPipeline": ("wan", "WanVideoModel"),
+    "LTXPipeline": ("ltx", "LTXVideoModel"),
+    "CogVideoXPipeline": ("cogvideox", "CogVideoXVideoModel"),
 }
 
 
@@ -56,20 +64,33 @@ def family_class(folder: Path):
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
+def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"bf16"`` -> ``torch.bfloat16`` (a torch dtype passes through); ModelError naming the choices."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
 def load_model(folder: str | os.PathLike | None = None, device: str = "cpu",
-               dtype: torch.dtype = torch.float32) -> VideoModel:
+               dtype: str | torch.dtype = torch.float32) -> VideoModel:
     """The model in a diffusers folder (default: the embedded one); any problem with it is a ModelError."""
     path = model_dir_or_default(folder)
-    return family_class(path).from_pretrained(path, device=device, dtype=dtype)
+    precision = torch_dtype(dtype)
+    check_device(device, precision)  # no such device here, fp16 on the CPU: said in words before the weights load
+    return family_class(path).from_pretrained(path, device=device, dtype=precision)
 
 
 def load_autoencoder(folder: str | os.PathLike | None = None, device: str = "cpu",
-                     dtype: torch.dtype = torch.float32) -> VideoAutoencoder:
+                     dtype: str | torch.dtype = torch.float32) -> VideoAutoencoder:
     """Only the VAE of a model folder (default: the embedded model's)."""
     path = model_dir_or_default(folder)
+    precision = torch_dtype(dtype)
+    check_device(device, precision)
     family = family_class(path)
-    return family.autoencoder_class.from_pretrained(path, device=device, dtype=dtype)
+    return family.autoencoder_class.from_pretrained(path, device=device, dtype=precision)
 
 
-__all__ = ["DEFAULT_MODEL_DIR", "autoencoder_sha256", "FAMILIES", "GenerationRequest", "ModelDefaults", "ModelIdentity", "ModelLimits",
+__all__ = ["COGVIDEOX_MODEL_DIR", "DEFAULT_MODEL_DIR", "DTYPES", "autoencoder_sha256", "check_device", "execution_device", "torch_dtype", "FAMILIES", "GenerationRequest", "ModelDefaults", "ModelIdentity", "ModelLimits",
            "VideoAutoencoder", "VideoModel", "load_autoencoder", "load_model", "model_dir_or_default"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framemark.errors import GenerationError
+from framemark.errors import GenerationError, ModelError
 
 # Beside the diffusers files of a model folder: framemark's own description of the model (name, version, the
 # limits and defaults it was trained for). Optional; without it they come from the diffusers config.
@@ -90,8 +91,9 @@ class ModelLimits:
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """Which model made (or is checked against) a clip. ``to_dict`` is the ``model`` object of manifests, ledger
-    rows and verdicts; the weights hash is computed on first use (it reads every weight file)."""
+    """Which model made (or is checked against) a clip. ``to_dict`` is the short ``{name, version}``;
+    ``framemark.manifest.describe_model`` is the full form manifests, ledger rows and verdicts carry (with the
+    family and the weights hash, computed on first use: it reads every weight file)."""
 
     name: str
     version: str
@@ -122,6 +124,44 @@ def autoencoder_sha256(folder: Path) -> str:
     for f in sorted((Path(folder) / "vae").glob("*.safetensors")):
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+# what every family's pipeline folder holds (a family may ask for more)
+REQUIRED_COMPONENTS = ("model_index.json", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def quiet_diffusers() -> None:
+    """Offline, and without loading bars or notices on a CLI's stderr."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    for lib in (dlogging, tlogging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+
+
+def load_vae(folder: Path, class_name: str, device: str, dtype: torch.dtype):
+    """``FOLDER/vae`` as the diffusers class ``class_name``, offline, in eval mode on ``device``: what each
+    family's autoencoder loads when it is wanted without the sampler. Any problem is a ModelError."""
+    check_folder(folder, ("vae",))
+    quiet_diffusers()
+    import diffusers
+
+    try:
+        vae = getattr(diffusers, class_name).from_pretrained(folder / "vae", local_files_only=True, torch_dtype=dtype)
+    except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
+        raise ModelError(f"cannot load the VAE from {folder / 'vae'}: {exc}") from exc
+    return vae.to(device).eval()
+
+
+def check_folder(folder: Path, required=REQUIRED_COMPONENTS) -> None:
+    """ModelError in words unless ``folder`` has what a diffusers pipeline folder needs."""
+    if not folder.is_dir():
+        raise ModelError(f"model folder not found: {folder}")
+    missing = [name for name in required if not (folder / name).exists()]
+    if missing:
+        raise ModelError(f"model folder {folder} is incomplete: missing {', '.join(missing)}")
 
 
 def read_card(folder: Path) -> dict:
@@ -157,6 +197,60 @@ def overridden(value, card: dict, key: str):
     return replace(value, **known) if known else value
 
 
+# ------------------------------------------------------------------------------------------------ devices
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device(device: str | torch.device, dtype: torch.dtype = torch.float32, *, here: bool = True) -> torch.device:
+    """The torch device named by ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``), or ModelError in words.
+
+    Checked before anything loads, so that a wrong flag is one line of text, not a traceback from deep inside
+    torch after the model has half loaded. ``dtype`` must suit the device: fp16 is refused on the CPU (torch's
+    half-precision 3D convolutions there are ~35x slower than fp32: one small VAE encode took 12.5 s against
+    0.35 s), bf16 on a GPU older than Ampere. ``here=False`` checks only the name and the dtype (a Ray driver
+    without a GPU hands ``cuda`` to actors on GPU nodes); ``here=True`` also that this machine has the device.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise ModelError(f"device must be cpu, cuda, cuda:N or mps (got {str(device)!r})")
+    if dev.type == "cpu" and dtype == torch.float16:
+        raise ModelError("fp16 is for GPUs: on the CPU torch's half-precision 3D convolutions are ~35x slower than "
+                         "fp32; use --dtype bf16 (fast on the CPU) or fp32")
+    if not here:
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+            raise ModelError(f"device {dev} asked for, but torch sees no CUDA GPU on this machine (torch "
+                             f"{torch.__version__}, {built}); use --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ModelError(f"device {dev} asked for, but this machine has {count} visible CUDA GPU(s): "
+                             f"cuda:0 to cuda:{count - 1}")
+        if dtype == torch.bfloat16 and torch.cuda.get_device_capability(dev.index or 0) < (8, 0):
+            raise ModelError(f"bf16 needs a GPU of compute capability 8.0 or later (Ampere); "
+                             f"{torch.cuda.get_device_name(dev.index or 0)} is "
+                             f"{'.'.join(map(str, torch.cuda.get_device_capability(dev.index or 0)))}: use fp16")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError("device mps asked for, but torch sees no Apple GPU on this machine; use --device cpu")
+    return dev
+
+
+def execution_device(module: torch.nn.Module) -> torch.device:
+    """Where ``module`` computes: its weights' device, or, under model CPU offload (:meth:`VideoModel.save_memory`),
+    the accelerator its offload hook moves it to when called (its weights wait on the CPU until then). Inputs go
+    here: a family that sent them to ``module.device`` would send them to the CPU under offload."""
+    hook = getattr(module, "_hf_hook", None)
+    device = getattr(hook, "execution_device", None)
+    if device is not None:
+        return torch.device(device) if not isinstance(device, int) else torch.device("cuda", device)
+    return next(module.parameters()).device
+
+
 # ------------------------------------------------------------------------------------------------ the interface
 
 class VideoAutoencoder(ABC):
@@ -172,10 +266,15 @@ class VideoAutoencoder(ABC):
     def temporal_factor(self) -> int:
         """Frames per latent frame (after the first)."""
 
-    @property
-    @abstractmethod
+    # the model folder the VAE was loaded from; None for one built in memory (it then has no file hash)
+    folder: Path | None = None
+
+    @cached_property
     def weights_sha256(self) -> str:
         """A hash of the autoencoder's weights (a classifier trained on one autoencoder's traces names it)."""
+        if self.folder is None:
+            raise ModelError("this autoencoder was not loaded from a folder: its weights have no file hash")
+        return autoencoder_sha256(self.folder)
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.temporal_factor + 1
@@ -183,6 +282,12 @@ class VideoAutoencoder(ABC):
     @abstractmethod
     def encode(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames (T,H,W,3) -> normalised latents (1,C,t,h,w), float32 (the posterior mean)."""
+
+    def encode_many(self, clips: list[np.ndarray]) -> torch.Tensor:
+        """Several clips of one shape -> latents (B,C,t,h,w): what :meth:`encode` gives for each, up to the
+        order of floating-point sums. Batched verification calls this; a family overrides it with one VAE call
+        (this default encodes one clip at a time, which is always right and saves no time)."""
+        return torch.cat([self.encode(frames) for frames in clips])
 
     @abstractmethod
     def decode(self, latents: torch.Tensor) -> np.ndarray:
@@ -199,6 +304,10 @@ class VideoModel(ABC):
     identity: ModelIdentity
     limits: ModelLimits
     defaults: ModelDefaults
+    pipeline: object  # the family's diffusers pipeline (for lab code and memory settings; not for front doors)
+    # Whether the family's code sends every input to ``execution_device`` of the component it feeds (never to
+    # ``component.device``), so that :meth:`save_memory` may offload the components to the CPU between calls.
+    supports_offload: bool = False
 
     @property
     @abstractmethod
@@ -210,7 +319,9 @@ class VideoModel(ABC):
 
     @property
     @abstractmethod
-    def device(self) -> torch.device: ...
+    def device(self) -> torch.device:
+        """Where the model computes: :func:`execution_device` of its denoiser (under model CPU offload the
+        weights are on the CPU between calls, so never ``transformer.device``)."""
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
         """(1, C, t, h, w) of the initial noise for a clip of this shape."""
@@ -264,10 +375,45 @@ class VideoModel(ABC):
     def sample(self, request: GenerationRequest, latents: torch.Tensor) -> np.ndarray:
         """Run the sampler from initial noise ``latents`` for a checked request; uint8 frames (T,H,W,3)."""
 
+    @abstractmethod
+    def sample_latents(self, request: GenerationRequest, latents: torch.Tensor) -> torch.Tensor:
+        """The sampler's clean output before the VAE decodes it: normalised latents (1,C,t,h,w), the space
+        :meth:`invert` starts from (tests and benchmarks read the mark here, bypassing the VAE)."""
+
     def generate(self, request: GenerationRequest, latents: torch.Tensor | None = None) -> np.ndarray:
         """``sample`` after ``check_inputs``, from seeded noise when ``latents`` is None."""
         request = self.check_inputs(request)
         return self.sample(request, self.initial_noise(request) if latents is None else latents)
+
+    def pipeline_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Initial noise (1,C,t,h,w) in the layout the family's pipeline takes as ``latents=``, on the model's
+        device (what ``sample`` hands the pipeline; the Python API gives it to users who call their pipeline
+        themselves). Families whose pipelines take another layout (LTX: tokens; CogVideoX: frames first)
+        override it."""
+        return latents.to(self.device)
+
+    def save_memory(self) -> None:
+        """For models larger than the accelerator's memory: the VAE encodes and decodes in tiles and, for a batch,
+        one clip at a time; on a CUDA device the components also move to the GPU one at a time as they are called
+        (diffusers' model CPU offload), their weights waiting in CPU memory in between. Slower (each call moves a
+        component's weights over PCIe), and tiles are blended where they overlap, so a clip larger than one tile
+        encodes close to, not bit for bit as, without tiling (clips within a tile are unchanged: the embedded
+        model's 128-pixel clips are).
+
+        Safe for every family: a model without a ``pipeline`` is left alone, a pipeline or VAE without one of
+        these keeps that part as it is, and a family that does not declare ``supports_offload`` is tiled but not
+        offloaded. Calling it again changes nothing."""
+        pipe = getattr(self, "pipeline", None)
+        if pipe is None:
+            return
+        vae = getattr(pipe, "vae", None)
+        for name in ("enable_tiling", "enable_slicing"):
+            if callable(getattr(vae, name, None)):
+                getattr(vae, name)()
+        device = self.device
+        offload = getattr(pipe, "enable_model_cpu_offload", None)
+        if self.supports_offload and device.type == "cuda" and callable(offload):
+            offload(device=device)
 
     @abstractmethod
     def invert(self, latents: torch.Tensor, steps: int, *, differentiable: bool = False) -> torch.Tensor:

@@ -23,10 +23,12 @@ def check_scheduler(scheduler) -> None:
                          f"{type(scheduler).__name__}")
 
 
-def ascending_sigmas(scheduler, steps: int) -> torch.Tensor:
-    """The sampler's own sigma grid for ``steps`` steps (shift included), ascending from 0 to 1."""
+def ascending_sigmas(scheduler, steps: int, **set_timesteps) -> torch.Tensor:
+    """The sampler's own sigma grid for ``steps`` steps (shift included), ascending from 0 to 1.
+    ``set_timesteps``: what the family's pipeline passes the scheduler besides the step count (LTX: its
+    ``sigmas`` and the dynamic shift ``mu``)."""
     check_scheduler(scheduler)
-    scheduler.set_timesteps(steps, device="cpu")
+    scheduler.set_timesteps(steps, device="cpu", **set_timesteps)
     sigmas = scheduler.sigmas.to(torch.float32)  # descending, ends with 0
     ascending = torch.flip(sigmas, dims=[0])
     ascending[-1] = 1.0

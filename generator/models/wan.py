@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import os
 import threading
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,8 @@ import torch
 from framemark.errors import ModelError
 
 from . import flow
-from .base import (GenerationRequest, ModelDefaults, ModelLimits, VideoAutoencoder, VideoModel, autoencoder_sha256,
-                   identity_of, overridden, read_card)
+from .base import (GenerationRequest, ModelDefaults, ModelLimits, VideoAutoencoder, VideoModel, check_folder,
+                   execution_device, identity_of, load_vae, overridden, quiet_diffusers, read_card)
 
 PIPELINE_CLASS = "WanPipeline"
 # Wan's text context: prompts are padded to it, as the real models are trained, so that a plain
@@ -29,26 +28,6 @@ PIPELINE_CLASS = "WanPipeline"
 MAX_SEQUENCE_LENGTH = 512
 # A Wan 2.1 folder without a framemark.json: the request the published models are made for.
 WAN_DEFAULTS = ModelDefaults(steps=50, frames=81, height=480, width=832, guidance_scale=5.0, fps=16.0)
-_REQUIRED = ("model_index.json", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
-
-
-def quiet_diffusers() -> None:
-    """Offline, and without loading bars or notices on a CLI's stderr."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from diffusers.utils import logging as dlogging
-    from transformers.utils import logging as tlogging
-
-    for lib in (dlogging, tlogging):
-        lib.set_verbosity_error()
-        lib.disable_progress_bar()
-
-
-def check_folder(folder: Path, required=_REQUIRED) -> None:
-    if not folder.is_dir():
-        raise ModelError(f"model folder not found: {folder}")
-    missing = [name for name in required if not (folder / name).exists()]
-    if missing:
-        raise ModelError(f"model folder {folder} is incomplete: missing {', '.join(missing)}")
 
 
 def encode_prompts(tokenizer, text_encoder, prompts: list[str],
@@ -61,7 +40,7 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str],
     """
     ids = tokenizer(prompts, padding="longest", max_length=max_sequence_length, truncation=True,
                     add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-    device = next(text_encoder.parameters()).device
+    device = execution_device(text_encoder)
     mask = ids.attention_mask.to(device)
     hidden = text_encoder(ids.input_ids.to(device), mask).last_hidden_state
     hidden = hidden * mask[..., None].to(hidden.dtype)
@@ -80,15 +59,8 @@ class WanAutoencoder(VideoAutoencoder):
                         dtype: torch.dtype = torch.float32) -> "WanAutoencoder":
         """The VAE of a Wan model folder alone (``FOLDER/vae``), for what needs no sampler."""
         folder = Path(folder)
-        check_folder(folder, ("vae",))
-        quiet_diffusers()
-        from diffusers import AutoencoderKLWan
-
-        try:
-            vae = AutoencoderKLWan.from_pretrained(folder / "vae", local_files_only=True, torch_dtype=dtype)
-        except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
-            raise ModelError(f"cannot load the VAE from {folder / 'vae'}: {exc}") from exc
-        return cls(vae.to(device).eval(), folder)
+        vae = load_vae(folder, "AutoencoderKLWan", device, dtype)
+        return cls(vae, folder)
 
     @property
     def spatial_factor(self) -> int:
@@ -98,12 +70,6 @@ class WanAutoencoder(VideoAutoencoder):
     def temporal_factor(self) -> int:
         return int(self.vae.config.scale_factor_temporal)
 
-    @cached_property
-    def weights_sha256(self) -> str:
-        if self.folder is None:
-            raise ModelError("this autoencoder was not loaded from a folder: its weights have no file hash")
-        return autoencoder_sha256(self.folder)
-
     def normalisation(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel (mean, std), shaped (1,C,1,1,1)."""
         shape = (1, self.vae.config.z_dim, 1, 1, 1)
@@ -111,11 +77,31 @@ class WanAutoencoder(VideoAutoencoder):
         std = torch.tensor(self.vae.config.latents_std, dtype=torch.float32, device=device).view(shape)
         return mean, std
 
-    @torch.no_grad()
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """VAE latents -> the sampler's space, float32 (``(z - mean) / std``, as WanPipeline does)."""
+        mean, std = self.normalisation(raw.device)
+        return (raw.float() - mean) / std
+
+    def denormalise(self, latents: torch.Tensor) -> torch.Tensor:
+        """The sampler's space -> VAE latents, float32."""
+        mean, std = self.normalisation(latents.device)
+        return latents.float() * std + mean
+
+    @property
+    def device(self) -> torch.device:
+        """Where the VAE computes (under model CPU offload its weights wait on the CPU between calls)."""
+        return execution_device(self.vae)
+
     def encode(self, frames: np.ndarray) -> torch.Tensor:
+        return self.encode_many([frames])
+
+    @torch.no_grad()
+    def encode_many(self, clips: list[np.ndarray]) -> torch.Tensor:
+        """One VAE call for clips of one shape (the VAE's slicing, when :meth:`VideoModel.save_memory` set it,
+        still encodes them one at a time)."""
         vae = self.vae
-        x = torch.from_numpy(frames).to(torch.float32).permute(3, 0, 1, 2)[None] / 127.5 - 1.0
-        posterior_mean = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mean.float()
+        x = torch.from_numpy(np.stack(clips)).to(torch.float32).permute(0, 4, 1, 2, 3) / 127.5 - 1.0
+        posterior_mean = vae.encode(x.to(self.device, vae.dtype)).latent_dist.mean.float()
         mean, std = self.normalisation(posterior_mean.device)
         return (posterior_mean - mean) / std
 
@@ -123,14 +109,14 @@ class WanAutoencoder(VideoAutoencoder):
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         vae = self.vae
         mean, std = self.normalisation(latents.device)
-        video = vae.decode((latents.float() * std + mean).to(vae.device, vae.dtype), return_dict=False)[0].float()
+        video = vae.decode((latents.float() * std + mean).to(self.device, vae.dtype), return_dict=False)[0].float()
         return ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).cpu().numpy()
 
     @torch.no_grad()
     def reconstruct_images(self, images: np.ndarray) -> np.ndarray:
         vae = self.vae
         x = torch.from_numpy(images).to(torch.float32).permute(0, 3, 1, 2)[:, :, None] / 127.5 - 1.0
-        x = x.to(vae.device, vae.dtype)
+        x = x.to(self.device, vae.dtype)
         rec = vae.decode(vae.encode(x).latent_dist.mean, return_dict=False)[0].float().clamp(-1, 1)
         return (rec[:, :, 0].permute(0, 2, 3, 1).cpu().numpy() + 1.0) / 2.0
 
@@ -140,6 +126,7 @@ class WanVideoModel(VideoModel):
     code that needs the components."""
 
     autoencoder_class = WanAutoencoder
+    supports_offload = True  # inputs go to execution_device(...): the prompt encoder, the VAE, the transformer
 
     def __init__(self, pipeline, folder: Path):
         self.pipeline = pipeline
@@ -193,7 +180,7 @@ class WanVideoModel(VideoModel):
 
     @property
     def device(self) -> torch.device:
-        return self.pipeline.transformer.device
+        return execution_device(self.pipeline.transformer)
 
     def prompt_tokens(self, prompt: str) -> int:
         # A copy of the tokenizer, behind a lock: a service checks requests on its event loop while the model
@@ -221,6 +208,22 @@ class WanVideoModel(VideoModel):
         return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
     @torch.no_grad()
+    def sample_latents(self, request: GenerationRequest, latents: torch.Tensor) -> torch.Tensor:
+        out = self.pipeline(
+            prompt=request.prompt,
+            negative_prompt="",
+            height=request.height,
+            width=request.width,
+            num_frames=request.frames,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            latents=latents.to(self.device),
+            output_type="latent",
+            max_sequence_length=self.max_sequence_length,
+        )
+        return out.frames.float()
+
+    @torch.no_grad()
     def empty_prompt_embedding(self) -> torch.Tensor:
         """The embedding of "" that unconditional inversion conditions on, computed once."""
         if self._empty_prompt is None:
@@ -241,6 +244,6 @@ class WanVideoModel(VideoModel):
             def velocity(x, t):
                 return transformer(hidden_states=x, timestep=t, encoder_hidden_states=embeds, return_dict=False)[0]
 
-            z = flow.invert(velocity, latents.to(transformer.device, transformer.dtype), sigmas,
+            z = flow.invert(velocity, latents.to(self.device, transformer.dtype), sigmas,
                             self.pipeline.scheduler.config.num_train_timesteps)
         return z.float()
