@@ -12,9 +12,11 @@ Adding a family: subclass both classes in a module of this package, and name the
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
@@ -139,6 +141,40 @@ def quiet_diffusers() -> None:
     for lib in (dlogging, tlogging):
         lib.set_verbosity_error()
         lib.disable_progress_bar()
+
+
+def load_pipeline(folder: Path, class_name: str, device: str, dtype: torch.dtype):
+    """A model folder as the diffusers pipeline ``class_name``, offline, on ``device``, progress bars off: what
+    each family's ``from_pretrained`` loads. Weights may be stored in half precision (the project's models are);
+    computation is in ``dtype``. Any problem with the folder is a ModelError."""
+    check_folder(folder)
+    quiet_diffusers()
+    import diffusers
+
+    try:
+        pipe = getattr(diffusers, class_name).from_pretrained(folder, local_files_only=True, dtype=dtype)
+        pipe.to(device)
+    except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
+        raise ModelError(f"cannot load model from {folder}: {exc}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class TokenCounter:
+    """How many tokens a prompt takes, counted on a private copy of a pipeline's tokenizer behind a lock: a
+    service checks requests on its event loop while the model thread samples, and a Rust fast tokenizer refuses
+    to be used from two threads at once. The copy is made on first use."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+        self._copy = None
+        self._lock = threading.Lock()
+
+    def __call__(self, prompt: str) -> int:
+        with self._lock:
+            if self._copy is None:
+                self._copy = copy.deepcopy(self._tokenizer)
+            return len(self._copy(prompt, add_special_tokens=True).input_ids)
 
 
 def load_vae(folder: Path, class_name: str, device: str, dtype: torch.dtype):

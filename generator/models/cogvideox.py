@@ -29,20 +29,17 @@ Everything CogVideoX-specific lives here:
 
 from __future__ import annotations
 
-import copy
 import os
-import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from framemark.errors import GenerationError, ModelError
+from framemark.errors import GenerationError
 
 from . import ddim
-from .base import (GenerationRequest, ModelDefaults, ModelLimits, VideoAutoencoder, VideoModel, check_folder,
-                   identity_of, load_vae, overridden, quiet_diffusers, read_card)
+from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
+                   identity_of, load_pipeline, load_vae, overridden, read_card)
 
 PIPELINE_CLASS = "CogVideoXPipeline"
 # A CogVideoX folder without a framemark.json: the request the published models are made for. 1.0 (2B, 5B): the
@@ -138,24 +135,14 @@ class CogVideoXVideoModel(VideoModel):
                                    "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
         self._empty_prompt: torch.Tensor | None = None
-        self._counting_tokenizer: Any = None  # a copy of the tokenizer, made on first use
-        self._counting_lock = threading.Lock()
+        self._count_tokens = TokenCounter(pipeline.tokenizer)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu",
                         dtype: torch.dtype = torch.float32) -> "CogVideoXVideoModel":
         """A CogVideoX diffusers folder, offline; any problem with the folder is a ModelError."""
         folder = Path(folder)
-        check_folder(folder)
-        quiet_diffusers()
-        from diffusers import CogVideoXPipeline
-
-        try:
-            pipe = CogVideoXPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype)
-            pipe.to(device)
-        except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
-            raise ModelError(f"cannot load model from {folder}: {exc}") from exc
-        pipe.set_progress_bar_config(disable=True)
+        pipe = load_pipeline(folder, "CogVideoXPipeline", device, dtype)
         return cls(pipe, folder)
 
     # ------------------------------------------------------------------------------------------ geometry
@@ -212,12 +199,7 @@ class CogVideoXVideoModel(VideoModel):
         return self.pipeline.transformer.device
 
     def prompt_tokens(self, prompt: str) -> int:
-        # A copy of the tokenizer, behind a lock: a service checks requests on its event loop while the model
-        # thread samples, and a Rust fast tokenizer refuses to be used from two threads at once.
-        with self._counting_lock:
-            if self._counting_tokenizer is None:
-                self._counting_tokenizer = copy.deepcopy(self.pipeline.tokenizer)
-            return len(self._counting_tokenizer(prompt, add_special_tokens=True).input_ids)
+        return self._count_tokens(prompt)
 
     # ------------------------------------------------------------------------------------------ sampling
 

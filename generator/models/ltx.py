@@ -20,9 +20,7 @@ Everything LTX-specific lives here:
 
 from __future__ import annotations
 
-import copy
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,8 +30,8 @@ import torch
 from framemark.errors import ModelError
 
 from . import flow
-from .base import (GenerationRequest, ModelDefaults, ModelLimits, VideoAutoencoder, VideoModel, check_folder,
-                   execution_device, identity_of, load_vae, overridden, quiet_diffusers, read_card)
+from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
+                   execution_device, identity_of, load_pipeline, load_vae, overridden, read_card)
 
 PIPELINE_CLASS = "LTXPipeline"
 # LTXPipeline's own default context: prompts are padded to it (and a longer one would be truncated, which
@@ -158,25 +156,15 @@ class LTXVideoModel(VideoModel):
         self.defaults = overridden(LTX_DEFAULTS, card, "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
         self._empty_prompt: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._counting_tokenizer = None
-        self._counting_lock = threading.Lock()
+        self._count_tokens = TokenCounter(pipeline.tokenizer)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu",
                         dtype: torch.dtype = torch.float32) -> "LTXVideoModel":
         """An LTX-Video diffusers folder, offline; any problem with the folder is a ModelError."""
         folder = Path(folder)
-        check_folder(folder)
-        quiet_diffusers()
-        LTXPipeline = _pipeline_class()
-
-        try:
-            pipe = LTXPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype)
-            pipe.to(device)
-        except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
-            raise ModelError(f"cannot load model from {folder}: {exc}") from exc
+        pipe = load_pipeline(folder, "LTXPipeline", device, dtype)
         flow.check_scheduler(pipe.scheduler)
-        pipe.set_progress_bar_config(disable=True)
         return cls(pipe, folder)
 
     def _check_geometry(self) -> None:
@@ -218,12 +206,7 @@ class LTXVideoModel(VideoModel):
         return execution_device(self.pipeline.transformer)
 
     def prompt_tokens(self, prompt: str) -> int:
-        # A copy of the tokenizer, behind a lock: a service checks requests on its event loop while the model
-        # thread samples, and a Rust fast tokenizer refuses to be used from two threads at once.
-        with self._counting_lock:
-            if self._counting_tokenizer is None:
-                self._counting_tokenizer = copy.deepcopy(self.pipeline.tokenizer)
-            return len(self._counting_tokenizer(prompt, add_special_tokens=True).input_ids)
+        return self._count_tokens(prompt)
 
     # ------------------------------------------------------------------------------------------ token layout
 

@@ -8,19 +8,16 @@ past each prompt's end, exactly as ``WanPipeline`` does), how latents are normal
 
 from __future__ import annotations
 
-import copy
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from framemark.errors import ModelError
 
 from . import flow
-from .base import (GenerationRequest, ModelDefaults, ModelLimits, VideoAutoencoder, VideoModel, check_folder,
-                   execution_device, identity_of, load_vae, overridden, quiet_diffusers, read_card)
+from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
+                   execution_device, identity_of, load_pipeline, load_vae, overridden, read_card)
 
 PIPELINE_CLASS = "WanPipeline"
 # Wan's text context: prompts are padded to it, as the real models are trained, so that a plain
@@ -137,25 +134,14 @@ class WanVideoModel(VideoModel):
         self.defaults = overridden(WAN_DEFAULTS, card, "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
         self._empty_prompt: torch.Tensor | None = None
-        self._counting_tokenizer = None
-        self._counting_lock = threading.Lock()
+        self._count_tokens = TokenCounter(pipeline.tokenizer)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu",
                         dtype: torch.dtype = torch.float32) -> "WanVideoModel":
         """A Wan diffusers folder, offline; any problem with the folder is a ModelError."""
         folder = Path(folder)
-        check_folder(folder)
-        quiet_diffusers()
-        from diffusers import WanPipeline
-
-        try:
-            # weights may be stored in half precision (the embedded model's are); computation is in ``dtype``
-            pipe = WanPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype)
-            pipe.to(device)
-        except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
-            raise ModelError(f"cannot load model from {folder}: {exc}") from exc
-        pipe.set_progress_bar_config(disable=True)
+        pipe = load_pipeline(folder, "WanPipeline", device, dtype)
         return cls(pipe, folder)
 
     def _config_limits(self) -> ModelLimits:
@@ -183,16 +169,10 @@ class WanVideoModel(VideoModel):
         return execution_device(self.pipeline.transformer)
 
     def prompt_tokens(self, prompt: str) -> int:
-        # A copy of the tokenizer, behind a lock: a service checks requests on its event loop while the model
-        # thread samples, and a Rust fast tokenizer refuses to be used from two threads at once.
-        with self._counting_lock:
-            if self._counting_tokenizer is None:
-                self._counting_tokenizer = copy.deepcopy(self.pipeline.tokenizer)
-            return len(self._counting_tokenizer(prompt, add_special_tokens=True).input_ids)
+        return self._count_tokens(prompt)
 
-    @torch.no_grad()
-    def sample(self, request: GenerationRequest, latents: torch.Tensor) -> np.ndarray:
-        out = self.pipeline(
+    def _run(self, request: GenerationRequest, latents: torch.Tensor, output_type: str):
+        return self.pipeline(
             prompt=request.prompt,
             negative_prompt="",
             height=request.height,
@@ -201,27 +181,18 @@ class WanVideoModel(VideoModel):
             num_inference_steps=request.steps,
             guidance_scale=request.guidance_scale,
             latents=latents.to(self.device),
-            output_type="np",
+            output_type=output_type,
             max_sequence_length=self.max_sequence_length,
         )
-        frames = np.asarray(out.frames[0])
+
+    @torch.no_grad()
+    def sample(self, request: GenerationRequest, latents: torch.Tensor) -> np.ndarray:
+        frames = np.asarray(self._run(request, latents, "np").frames[0])
         return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
     @torch.no_grad()
     def sample_latents(self, request: GenerationRequest, latents: torch.Tensor) -> torch.Tensor:
-        out = self.pipeline(
-            prompt=request.prompt,
-            negative_prompt="",
-            height=request.height,
-            width=request.width,
-            num_frames=request.frames,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            latents=latents.to(self.device),
-            output_type="latent",
-            max_sequence_length=self.max_sequence_length,
-        )
-        return out.frames.float()
+        return self._run(request, latents, "latent").frames.float()
 
     @torch.no_grad()
     def empty_prompt_embedding(self) -> torch.Tensor:
