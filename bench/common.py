@@ -6,6 +6,8 @@ The scripts run as ``python bench/NAME.py``, so this module is importable as ``c
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -39,3 +41,17 @@ def load_model(args: argparse.Namespace):
 
     torch.set_num_threads(args.threads)
     return load(args.model)
+
+
+def read_records(store: Path) -> dict[tuple, dict]:
+    """A bench's per-record store (JSON lines with ``clip``, ``marked``, ``attack``) as {(clip, marked, attack):
+    record}, so that a run resumes where the last one stopped; a line cut off by a killed run is read again."""
+    done: dict[tuple, dict] = {}
+    if store.exists():
+        for line in store.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # blank, or the last line of a run killed mid-write: scored again
+            done[(r["clip"], r["marked"], r["attack"])] = r
+    return done

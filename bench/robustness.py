@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_KEY  # noqa: E402
+from common import BENCH_KEY, read_records  # noqa: E402
 
 from framemark.lab import attacks  # noqa: E402
 
@@ -80,11 +80,13 @@ def write_frames(path: Path, frames: np.ndarray, crf: int = 18) -> None:
     media.write_video(path, frames, fps=FPS, crf=crf)
 
 
-def attacked_frames(cache: Path, variant: str, clip: int, frames: np.ndarray, attack: str) -> np.ndarray:
-    """``frames`` of ``variant``'s clip ``clip`` after ``attack``; codec attacks go through a cached file."""
-    step = attacks.CODEC_ATTACKS.get(attack)
-    if step is None:
-        return attacks.SUITE[attack](frames)
+def attacked_frames(cache: Path, variant: str, clip: int, frames: np.ndarray, attack: str,
+                    suite: dict | None = None) -> np.ndarray:
+    """``frames`` of ``variant``'s clip ``clip`` after ``attack`` of ``suite`` (default: the standard suite);
+    attacks that end in an encoder (``attacks.CodecAttack``) go through a cached file."""
+    step = (suite or attacks.SUITE)[attack]
+    if not isinstance(step, attacks.CodecAttack):
+        return step(frames)
     path = cache / "attacked" / variant / f"{clip:03d}-{attack}.mp4"
     if not path.exists():
         source = step.before(frames) if step.before else frames
@@ -170,7 +172,7 @@ class FramemarkMethod:
         self.steps = steps
 
     def score(self, frames: np.ndarray, truth: np.ndarray) -> dict:
-        ex = self._recovery.recover_watermark(self.model, BENCH_KEY, frames, steps=self.steps).extraction
+        ex = self._recovery.recover_watermark(self.model, BENCH_KEY, frames, steps=self.steps, fps=FPS).extraction
         return {"stat": -ex.log10_p_value, "correct": int(np.sum(ex.decoded_bits == truth)), "n": int(truth.size)}
 
 
@@ -185,17 +187,10 @@ class PeerMethod:
 
 
 def score_method(cache: Path, method, meta: list[dict], truths: dict[int, np.ndarray], attack_names: list[str],
-                 device: str) -> list[dict]:
+                 device: str, suite: dict | None = None) -> list[dict]:
     """Stage 4 (cached per record): the method's statistic on every (clip, marked/unmarked, attack)."""
     store = cache / f"scores-{method.name}.jsonl"
-    done = {}
-    if store.exists():
-        for line in store.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # blank, or the last line of a run killed mid-write: scored again
-            done[(r["clip"], r["marked"], r["attack"])] = r
+    done = read_records(store)
     todo = [(m["clip"], marked) for m in meta for marked in (True, False)
             if any((m["clip"], marked, a) not in done for a in attack_names)]
     with store.open("a") as out:
@@ -207,7 +202,7 @@ def score_method(cache: Path, method, meta: list[dict], truths: dict[int, np.nda
             for attack in attack_names:
                 if (clip, marked, attack) in done:
                     continue
-                edited = attacked_frames(cache, variant, clip, frames, attack)
+                edited = attacked_frames(cache, variant, clip, frames, attack, suite)
                 start = time.perf_counter()
                 r = method.score(edited, truths[clip])
                 r.update(clip=clip, marked=marked, attack=attack, method=method.name, device=device,
@@ -295,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=20)
     ap.add_argument("--methods", default="framemark,dwtDct,dwtDctSvd,rivaGan")
-    ap.add_argument("--attacks", default=",".join(attacks.SUITE))
+    ap.add_argument("--suite", default="standard", choices=sorted(attacks.SUITES),
+                    help="standard: the 22 edits; platform: what hosting platforms do, each alone and + H.264 CRF 28")
+    ap.add_argument("--attacks", default=None, help="comma-separated names from the suite (default: all)")
     ap.add_argument("--cache", type=Path, default=Path("runs/robustness"))
     ap.add_argument("--model", type=Path, default=None,
                     help="model folder that generates the clips and that framemark recovers with (default: the "
@@ -313,10 +310,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
-    attack_names = [a for a in args.attacks.split(",") if a]
-    unknown = [a for a in attack_names if a not in attacks.SUITE]
+    suite = attacks.SUITES[args.suite]
+    attack_names = [a for a in (args.attacks or ",".join(suite)).split(",") if a]
+    unknown = [a for a in attack_names if a not in suite]
     if unknown:
-        ap.error(f"unknown attacks {unknown}; known: {', '.join(attacks.SUITE)}")
+        ap.error(f"unknown attacks {unknown}; known: {', '.join(suite)}")
     args.cache.mkdir(parents=True, exist_ok=True)
     meta = prepare_clips(args.cache, args.clips, args.gen_steps, args.device, args.model)
     from peers import PEERS, load as load_peer
@@ -336,19 +334,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ap.error(f"unknown method {name}; known: framemark, {', '.join(PEERS)}")
     if args.prepare_only:
-        codec_attacks = [a for a in attack_names if a in attacks.CODEC_ATTACKS]
+        codec_attacks = [a for a in attack_names if isinstance(suite[a], attacks.CodecAttack)]
         for variant in [*methods, "unmarked"]:
             for m in meta:
                 frames = read_frames(args.cache / "files" / variant / f"{m['clip']:03d}.mp4")
                 for attack in codec_attacks:
-                    attacked_frames(args.cache, variant, m["clip"], frames, attack)
+                    attacked_frames(args.cache, variant, m["clip"], frames, attack, suite)
         print(f"prepared {len(meta)} clips for {', '.join(methods)} in {args.cache}")
         return 0
 
     records = []
     for make in scorers:
         method = make()
-        records += score_method(args.cache, method, meta, truths[method.name], attack_names, args.device)
+        records += score_method(args.cache, method, meta, truths[method.name], attack_names, args.device, suite)
     rows, thresholds = summarise(records, attack_names)
     print_tables(rows, thresholds, quality, attack_names)
     summary = wins(rows, attack_names)

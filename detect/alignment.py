@@ -1,21 +1,39 @@
-"""How an uploaded clip may relate to the clip the model generated, and undoing that before inversion.
+"""How an uploaded clip may relate to the clip the model generated in space, and undoing that before the encode.
 
-A platform resizes, re-times and crops what it hosts. The verifier cannot know which edit was made, so it tries a
-fixed list of hypotheses (the generated shape, and a centre crop scaled back up); each one is counted in the
-p-value's correction. The hypotheses come from the model's own limits and defaults, never from a guess of ours
-about one model, and every geometric step (conform, uncrop, the cells a crop leaves intact) is defined here
+A platform resizes, re-times, pads, mirrors and crops what it hosts. The verifier cannot know which edit was made,
+so it tries a list of hypotheses, each counted in the p-value's correction: the generated shape, the content box
+of the upload when padding bars surround it (:func:`content_box`, read from the frames: black, coloured or a
+blurred copy of the video), the strip of the generated frame that box holds when its aspect differs from the
+model's (a 9:16 strip cut from a square clip), a horizontal mirror, and centre crops scaled back up. The geometry
+that can be read from the content is read, never searched; what cannot (mirror, crop) is a short fixed list.
+Hypotheses come from the model's own limits and defaults and the upload's content, never from the key, so the
+correction stays exact. Every geometric step (conform, uncrop, the cells a crop leaves intact) is defined here
 once; the attack suite crops with the same :func:`centre_box`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-# Centre crops the search undoes, after "not cropped". A crop between grid points is only partly undone.
-CROP_FRACTIONS: tuple[float, ...] = (0.9, 0.8)
+# Centre crops the search undoes, after "not cropped" (fractions of each side kept). A crop between grid points is
+# only partly undone. Deeper crops were tried and dropped: 0.6 found 2 of 10 marked clips (bench/first_look.py)
+# and 0.5 not the one clip the platform bench read, for one VAE encode each on every unmarked upload, and on a CPU
+# an encode of the embedded model costs more than its 10-step inversion.
+CROP_FRACTIONS: tuple[float, ...] = (0.9, 0.8, 0.7)
+# A padding bar is a run of rows (columns) at the frame's edge whose detail is below this share of the content's
+# (median of the central rows): black and coloured bars have none, a blurred copy of the video very little.
+BAR_DETAIL = 0.35
+# Bars thinner than this share of the side are not removed (a codec's edge, a one-pixel border).
+MIN_BAR = 0.03
+# Frames are looked at with their longer side at this many pixels when bars are sought.
+DETAIL_SIDE = 256
+# The smallest working size of the verifier's decode (``working_size``).
+WORKING_SIDE = 256
+# A content box whose aspect (width / height) is within this factor of the generated frame's is the whole frame.
+SAME_ASPECT = 1.08
 
 
 @dataclass(frozen=True)
@@ -27,11 +45,39 @@ class GenerationShape:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """How the uploaded clip may relate to the generated one: its generated shape and the centre crop applied
-    (the fraction of each side that was kept and scaled back up; 1.0 = not cropped)."""
+    """How the uploaded clip may relate to the generated one: its generated shape; the centre crop applied (the
+    fraction of each side that was kept and scaled back up; 1.0 = not cropped); whether it was mirrored
+    left-right; the content box of the upload (top, left, height, width in upload pixels; None: the whole
+    frame), outside which there is padding; and the strip (fraction of the generated height, of its width) that
+    box holds, centred ((1, 1): all of it)."""
 
     shape: GenerationShape
     crop: float
+    flip: bool = False
+    box: tuple[int, int, int, int] | None = None
+    strip: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def core(self) -> bool:
+        """One of the hypotheses verify inverted before the first look existed (not mirrored, cropped by at most
+        0.8): on a model whose first look is not measured these alone are inverted, so that the wider search does
+        not multiply the cost of an unmarked upload (``recovery.worth_inverting``)."""
+        return not self.flip and self.crop >= 0.8
+
+    def describe(self) -> dict:
+        """The verdict's account of the geometry undone (``alignment``)."""
+        return {"crop_undone": self.crop, "flipped": self.flip,
+                "content_box": list(self.box) if self.box is not None else None,
+                "strip": [round(self.strip[0], 4), round(self.strip[1], 4)]}
+
+
+def working_size(models) -> tuple[int, int]:
+    """(max width, max height) the verifier decodes an upload to fit, aspect kept: the largest side any of
+    ``models`` generates (so a clip at a size its model makes is never shrunk off the model's grid), and at least
+    :data:`WORKING_SIDE` (what :func:`content_box` and the passive classifier look at). A square box, since
+    uploads may be portrait. Peak memory then depends on this, not on the upload's resolution."""
+    side = max([WORKING_SIDE, *(int(m.limits.max_size) for m in models)])
+    return side, side
 
 
 def default_shape(model) -> GenerationShape:
@@ -48,22 +94,127 @@ def generation_shape(model, num_frames: int, height: int, width: int) -> Generat
     return default_shape(model)
 
 
-def hypotheses(model, num_frames: int, height: int, width: int) -> list[Hypothesis]:
-    """Every (generated shape, crop) the search may try, most likely first.
+def hypotheses(model, num_frames: int, height: int, width: int,
+               box: tuple[int, int, int, int] | None = None) -> list[Hypothesis]:
+    """Every (generated shape, view, crop, mirror) the search may try, most likely first.
 
     The generated shape is the clip's own when the model can make it; the default shape is added when that
-    differs, because a default clip with frames dropped (17 -> 13) also has a valid shape of its own.
+    differs, because a default clip with frames dropped (17 -> 13) also has a valid shape of its own. ``box``: the
+    upload's content box (:func:`content_box`), when padding surrounds it; its views come before the whole frame's,
+    since the padding carries no mark. Then centre crops of the first view, then the uncropped views mirrored.
     """
     shapes = [generation_shape(model, num_frames, height, width)]
     if shapes[0] != default_shape(model):
         shapes.append(default_shape(model))
-    found = [Hypothesis(shape, 1.0) for shape in shapes]
+    found: list[Hypothesis] = []
+    if box is not None:  # the picture inside the bars, as the strip of the generated frame it holds
+        found += [Hypothesis(shape, 1.0, box=box, strip=strip_of(box, shape)) for shape in shapes]
+    found += [Hypothesis(shape, 1.0) for shape in shapes]
+    # a whole frame of another aspect than the generated one: also as a strip cut from it (a 9:16 crop of a square
+    # clip), not only stretched back
+    found += [Hypothesis(shape, 1.0, strip=strip_of((0, 0, height, width), shape)) for shape in shapes
+              if strip_of((0, 0, height, width), shape) != (1.0, 1.0)]
     # a crop is undone only where whole latent cells survive it: on a coarse grid (LTX: 32-pixel cells, a 64-pixel
     # side) a 0.9 crop leaves none, and there is nothing to test. Fixed by the shape, so the p-value stays exact.
     scale = model.autoencoder.spatial_factor
-    found += [Hypothesis(shapes[0], crop) for crop in CROP_FRACTIONS
-              if interior_mask(crop, shapes[0].height, shapes[0].width, scale).any()]
-    return found
+    first = found[0]
+    found += [replace(first, crop=crop) for crop in CROP_FRACTIONS
+              if interior_mask(crop, first.shape.height, first.shape.width, scale, first.strip).any()]
+    # mirrored: the uncropped views only (a mirrored and cropped clip is not searched: one encode each)
+    return found + [replace(h, flip=True) for h in found if h.crop >= 1.0]
+
+
+def strip_of(box: tuple[int, int, int, int], shape: GenerationShape) -> tuple[float, float]:
+    """The centred part of a generated frame of ``shape`` that a content box of this aspect holds: all of it when
+    the aspects agree (within :data:`SAME_ASPECT`), else the full height and a narrower width (a portrait strip
+    cut from a wider frame) or the full width and a lower height."""
+    _, _, h, w = box
+    ratio = (w / h) / (shape.width / shape.height)
+    if 1 / SAME_ASPECT <= ratio <= SAME_ASPECT:
+        return (1.0, 1.0)
+    return (1.0, ratio) if ratio < 1 else (1.0 / ratio, 1.0)
+
+
+def content_box(frames: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, left, height, width) of the picture inside padding bars, read from the frames; None when there are
+    none. Detail (mean absolute Laplacian of luma over up to 16 frames) per row and column: bars, black,
+    coloured or a blurred copy of the video, have next to none. A bar is removed only at the frame's edge and
+    when it is at least :data:`MIN_BAR` of the side."""
+    t, h, w = frames.shape[:3]
+    picks = frames[np.unique(np.linspace(0, t - 1, min(t, 16)).round().astype(int))]
+    # measured at DETAIL_SIDE pixels: an upscaled picture keeps its detail there, and area averaging removes the
+    # quantisation steps of a smooth blurred bar
+    scale = min(1.0, DETAIL_SIDE / max(h, w))
+    sh, sw = max(8, round(h * scale)), max(8, round(w * scale))
+    detail = np.zeros((sh, sw), dtype=np.float32)
+    for f in picks:
+        luma = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        if (sh, sw) != (h, w):
+            luma = cv2.resize(luma, (sw, sh), interpolation=cv2.INTER_AREA)
+        detail += np.abs(cv2.Laplacian(luma, cv2.CV_32F, ksize=3))
+    rows, cols = _extent(detail.mean(axis=1)), _extent(detail.mean(axis=0))
+    if rows is None or cols is None:
+        return None
+    (top, bottom), (left, right) = rows, cols
+    if (top, bottom, left, right) == (0, sh, 0, sw):
+        return None
+    # back to the frames' pixels, two of them inside at each bar (the resampled edge and the codec's ringing)
+    y0 = round(top / scale) + (2 if top else 0)
+    y1 = round(bottom / scale) - (2 if bottom < sh else 0)
+    x0 = round(left / scale) + (2 if left else 0)
+    x1 = round(right / scale) - (2 if right < sw else 0)
+    return int(y0), int(x0), int(min(h, y1) - y0), int(min(w, x1) - x0)
+
+
+def _extent(profile: np.ndarray) -> tuple[int, int] | None:
+    """[start, stop) of the detailed part of a row (column) profile: edge runs below :data:`BAR_DETAIL` of the
+    central half's median are bars. None when the profile has no detail at all (a blank video)."""
+    n = profile.size
+    centre = float(np.median(profile[n // 4: max(n // 4 + 1, 3 * n // 4)]))
+    if centre <= 1e-3:
+        return None
+    low = profile < BAR_DETAIL * centre
+    start = 0
+    while start < n and low[start]:
+        start += 1
+    stop = n
+    while stop > start and low[stop - 1]:
+        stop -= 1
+    if stop - start < n // 4:
+        return None
+    margin = max(1, round(MIN_BAR * n))
+    # a thin border is not padding; the detail kernel reaches one sample into the bar, so a bar's edge sample is
+    # counted as picture: move one in
+    start = start + 1 if start >= margin else 0
+    stop = stop - 1 if n - stop >= margin else n
+    return start, stop
+
+
+def prepare(frames: np.ndarray, hyp: Hypothesis) -> np.ndarray:
+    """The upload's frames as the generated clip of ``hyp`` would look, for the encoder: cut to the content box,
+    mirrored back, the strip placed in the centre of a generated-size frame, conformed to the generated frame
+    count and size, the crop undone. What the edit lost is filled by reflection; :func:`interior_mask` says which
+    latent cells to test."""
+    s = hyp.shape
+    if hyp.box is not None:
+        top, left, bh, bw = hyp.box
+        frames = frames[:, top:top + bh, left:left + bw]
+    if hyp.flip:
+        frames = frames[:, :, ::-1]
+    if hyp.strip == (1.0, 1.0):
+        conformed = conform_frames(frames, s.frames, s.height, s.width)
+    else:
+        top, left, ih, iw = strip_box(s.height, s.width, hyp.strip)
+        inner = conform_frames(frames, s.frames, ih, iw)
+        conformed = np.stack([cv2.copyMakeBorder(f, top, s.height - ih - top, left, s.width - iw - left,
+                                                 cv2.BORDER_REFLECT_101) for f in inner])
+    return uncrop(conformed, hyp.crop)
+
+
+def strip_box(height: int, width: int, strip: tuple[float, float]) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the centred strip of a generated frame."""
+    ih, iw = max(1, round(height * strip[0])), max(1, round(width * strip[1]))
+    return (height - ih) // 2, (width - iw) // 2, ih, iw
 
 
 def conform_frames(frames: np.ndarray, num_frames: int, height: int, width: int) -> np.ndarray:
@@ -106,15 +257,21 @@ def uncrop(frames: np.ndarray, crop: float) -> np.ndarray:
     return np.stack(out)
 
 
-def interior_mask(crop: float, height: int, width: int, scale: int) -> np.ndarray | None:
-    """(height // scale, width // scale) latent cells lying wholly inside what :func:`uncrop` restores of a
-    centre crop of ``crop``; None when nothing was cropped. Fixed by the hypothesis alone, so restricting the
-    watermark test to them keeps it exact."""
-    if crop >= 1.0:
+def interior_mask(crop: float, height: int, width: int, scale: int,
+                  strip: tuple[float, float] = (1.0, 1.0)) -> np.ndarray | None:
+    """(height // scale, width // scale) latent cells lying wholly inside what :func:`prepare` restores of the
+    frame: the centre of a crop of ``crop`` undone, within the strip the upload held; None when nothing was lost.
+    Fixed by the hypothesis alone, so restricting the watermark test to them keeps it exact."""
+    if crop >= 1.0 and strip == (1.0, 1.0):
         return None
     top, left, ch, cw = centre_box(height, width, crop)
+    y0, x0, y1, x1 = top, left, top + ch, left + cw
+    if strip != (1.0, 1.0):  # the strip, seen through the crop's shrink into the centre of the canvas
+        s_top, s_left, sh, sw = strip_box(height, width, strip)
+        y0, x0 = top + s_top * ch / height, left + s_left * cw / width
+        y1, x1 = y0 + sh * ch / height, x0 + sw * cw / width
     ys = np.arange(height // scale) * scale
     xs = np.arange(width // scale) * scale
-    rows = (ys >= top) & (ys + scale <= top + ch)
-    cols = (xs >= left) & (xs + scale <= left + cw)
+    rows = (ys >= max(top, y0) - 1e-9) & (ys + scale <= min(top + ch, y1) + 1e-9)
+    cols = (xs >= max(left, x0) - 1e-9) & (xs + scale <= min(left + cw, x1) + 1e-9)
     return rows[:, None] & cols[None, :]

@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from framemark.watermark import Extraction, WatermarkKey
+from framemark.watermark import WatermarkKey
 
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
-from .alignment import GenerationShape, Hypothesis, conform_frames, uncrop
-from .recovery import Recovery, as_models, candidates, check_hypothesis, conclude
+from .alignment import GenerationShape, prepare
+from .recovery import (Candidate, Reading, Recovery, as_models, check_hypothesis, conclude, search_plan,
+                       count_tests, worth_inverting)
 from .verdict import Verdict
 
 # Clips per inversion call when the caller does not say, on a GPU (bench/batch_verify.py measures 1 to 32).
@@ -62,46 +63,44 @@ class _Search:
     unrolled so that many clips can advance together)."""
 
     frames: np.ndarray
-    plan: list[tuple[int, Hypothesis]]
-    readings: list[Extraction] = field(default_factory=list)
-    conformed: dict[GenerationShape, np.ndarray] = field(default_factory=dict)
+    plan: list[Candidate]
+    readings: list[Reading] = field(default_factory=list)
+    pair: int = 0  # the next pair of the plan to read
 
     @property
     def searching(self) -> bool:
-        return len(self.readings) < len(self.plan) and not (self.readings and self.readings[-1].detected)
+        return self.pair < len(self.plan) and not any(r.extraction.detected for r in self.readings)
 
     @property
-    def next_pair(self) -> tuple[int, Hypothesis]:
-        return self.plan[len(self.readings)]
+    def next_pair(self) -> Candidate:
+        return self.plan[self.pair]
 
     def model_input(self) -> np.ndarray:
-        """The frames for the next pair's encoder: conformed to its generated shape (once per shape), the crop
-        undone (``recovery.recover_noise``'s first half)."""
-        hyp = self.next_pair[1]
-        if hyp.shape not in self.conformed:
-            s = hyp.shape
-            self.conformed[hyp.shape] = conform_frames(self.frames, s.frames, s.height, s.width)
-        return uncrop(self.conformed[hyp.shape], hyp.crop)
+        """The frames for the next pair's encoder (``recovery.encode_hypothesis`` without the encode)."""
+        entry = self.next_pair
+        return prepare(self.frames[entry.segment.start:entry.segment.stop], entry.hypothesis)
 
 
 def recover_watermark_batch(models, key: WatermarkKey, clips: list[np.ndarray], fpr: float = DEFAULT_FPR,
-                            steps: int = DEFAULT_INVERSION_STEPS,
-                            batch_size: int = DEFAULT_BATCH_SIZE) -> list[Recovery]:
-    """``recover_watermark(models, key, frames, fpr, steps)`` for each clip of ``clips`` (uint8 (T,H,W,3)
-    arrays, any shapes), in order, with the inversions of clips that share a model and a generated shape run
-    together, at most ``batch_size`` at a time."""
+                            steps: int = DEFAULT_INVERSION_STEPS, batch_size: int = DEFAULT_BATCH_SIZE,
+                            rates: list[float | None] | None = None) -> list[Recovery]:
+    """``recover_watermark(models, key, frames, fpr, steps, fps)`` for each clip of ``clips`` (uint8 (T,H,W,3)
+    arrays, any shapes) and its frame rate in ``rates`` (None: the whole clip only), in order, with the encodes and
+    inversions of clips that share a model and a generated shape run together, at most ``batch_size`` at a
+    time."""
+    rates = list(rates) if rates is not None else [None] * len(clips)
     models = as_models(models)
     if not models:
         raise ValueError("recover_watermark_batch needs at least one model")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    searches = [_Search(frames, candidates(models, *frames.shape[:3])) for frames in clips]
+    searches = [_Search(frames, search_plan(models, frames, fps)) for frames, fps in zip(clips, rates)]
     while True:
         groups: dict[tuple[int, GenerationShape], list[_Search]] = {}
         for search in searches:
             if search.searching:
-                index, hyp = search.next_pair
-                groups.setdefault((index, hyp.shape), []).append(search)
+                entry = search.next_pair
+                groups.setdefault((entry.model, entry.hypothesis.shape), []).append(search)
         if not groups:
             break
         for (index, shape), group in groups.items():
@@ -117,13 +116,26 @@ def _latent_elements(model, shape: GenerationShape) -> int:
 
 
 def _advance(model, key: WatermarkKey, chunk: list[_Search], steps: int, fpr: float) -> None:
-    """Encode and invert the next pair of each clip of ``chunk`` (one model, one generated shape) in one call;
-    test each clip's noise under its own hypothesis."""
+    """Read the next pair of each clip of ``chunk`` (one model, one generated shape): the VAE encodes in one
+    call, each clip's first look tested on its own, then the inversions of the clips it leaves undecided
+    (``recovery.worth_inverting``) in one call."""
     latents = model.autoencoder.encode_many([s.model_input() for s in chunk])
-    z_hat = model.invert(latents, steps).cpu()
+    undecided = []
     for i, search in enumerate(chunk):
-        hyp = search.next_pair[1]
-        search.readings.append(check_hypothesis(model, key, z_hat[i:i + 1], hyp, len(search.plan), fpr))
+        hyp, total = search.next_pair.hypothesis, count_tests(search.plan)
+        first = check_hypothesis(model, key, latents[i:i + 1], hyp, total, fpr)
+        search.readings.append(Reading(search.pair, "encoded", first))
+        if worth_inverting(model, first, total, hyp):
+            undecided.append(i)
+    if undecided:
+        z_hat = model.invert(latents[undecided], steps).cpu()
+        for row, i in enumerate(undecided):
+            search = chunk[i]
+            hyp, total = search.next_pair.hypothesis, count_tests(search.plan)
+            ex = check_hypothesis(model, key, z_hat[row:row + 1], hyp, total, fpr)
+            search.readings.append(Reading(search.pair, "inverted", ex))
+    for search in chunk:
+        search.pair += 1
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -153,7 +165,8 @@ def verify_files(paths: list[str | os.PathLike], *, key: WatermarkKey | None, mo
             return
         started = time.perf_counter()
         recoveries = recover_watermark_batch(models, key, [o.video.frames for _, o in waiting], fpr=settings.fpr,
-                                             steps=settings.steps, batch_size=batch_size)
+                                             steps=settings.steps, batch_size=batch_size,
+                                             rates=[o.video.fps for _, o in waiting])
         share = round((time.perf_counter() - started) / len(waiting), 4)
         for (i, opened), recovery in zip(waiting, recoveries):
             done(i, opened, recovery, share)

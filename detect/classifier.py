@@ -232,9 +232,18 @@ class LoadedClassifier:
         """uint8 frames (T,H,W,3) of any clip -> the verdict's ``classifier`` part."""
         if self.features is None:
             raise ModelError(f"classifier {self.version} was loaded without an autoencoder: it cannot score frames")
-        p = float(self.estimator.predict_proba(self.features.clip(frames, fps)[None])[0, 1])
+        starts = pf.window_starts(frames.shape[0], fps)
+        rows = np.stack([self.features.clip(frames[start:], fps) for start in starts])
+        probs = self.estimator.predict_proba(rows)[:, 1]
+        p = float(probs[0])
+        top = int(np.argmax(probs))
+        span = (pf.WINDOW_FRAMES - 1) * pf.window_stride(fps) + 1
+        window = {"start_s": round(starts[top] / fps, 3),
+                  "end_s": round(min(frames.shape[0], starts[top] + span) / fps, 3),
+                  "p_synthetic": round(float(probs[top]), 4)}
         return ClassifierEvidence(p_synthetic=round(p, 4), model_version=self.version,
-                                  threshold=round(self.threshold, 4), above_threshold=bool(p >= self.threshold))
+                                  threshold=round(self.threshold, 4), above_threshold=bool(p >= self.threshold),
+                                  windows=len(starts), top_window=window)
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``passive.skops`` and ``model_card.json`` into ``folder``; ``card`` becomes what was written."""

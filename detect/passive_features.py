@@ -39,6 +39,8 @@ import numpy as np
 WINDOW_FRAMES = 17
 WINDOW_SIZE = 128
 WINDOW_FPS = 8.0
+# A longer upload is scored on at most this many windows (``window_starts``).
+MAX_WINDOWS = 6
 # What goes through the VAE: the central VAE_CROP x VAE_CROP pixels of these frames, each as a one-frame clip
 # (the causal Wan VAE encodes a clip's first frame on its own, as an image). The VAE decoder is the one costly
 # part of the features on a CPU (~0.35 s for one 128x128 frame on 2 cores), so it sees two crops of a quarter
@@ -64,6 +66,16 @@ def _grid_points(n: int, period: int) -> np.ndarray:
 def window_stride(fps: float) -> int:
     """Frame step that brings a clip at ``fps`` nearest to the model's 8 fps (1 for 8 fps or slower)."""
     return max(1, int(round(float(fps) / WINDOW_FPS)))
+
+
+def window_starts(num_frames: int, fps: float, most: int = MAX_WINDOWS) -> list[int]:
+    """First frames of the windows a longer upload is scored on: as many as fit end to end, at most ``most``,
+    spread evenly from its start to its end (the first is always frame 0: the score the threshold is set for)."""
+    span = (WINDOW_FRAMES - 1) * window_stride(fps) + 1
+    if num_frames <= span:
+        return [0]
+    n = min(most, -(-num_frames // span))
+    return sorted({int(round(x)) for x in np.linspace(0, num_frames - span, n)})
 
 
 def square_resize(frames: np.ndarray, size: int = WINDOW_SIZE, box: tuple[int, int, int] | None = None) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Recovering the watermark from decoded frames: for each model the clip may come from and each alignment
-hypothesis of ``detect.alignment``, VAE encode and sampler inversion of the frames to the initial noise through
-the model interface, the keyed test with its Bonferroni correction over every (model, hypothesis) pair, and the
-temporal tamper reading of the agreement maps.
+"""Recovering the watermark from decoded frames: the search plan (for each stretch of the upload that may hold a
+clip, ``detect.segments``, each model it may come from and each edit hypothesis of ``detect.alignment``), the two
+readings of each entry (the VAE latent itself, then the noise the sampler's inversion recovers from it, through
+the model interface), the keyed test with its Bonferroni correction over every reading the plan could make, and
+the temporal tamper reading of the agreement maps.
 
 Pure computation on frames and a :class:`~framemark.generator.models.VideoModel` (no files, no PyAV, no c2pa), so
 it runs wherever torch does: in ``verify``, in the audit's workers, and on a GPU machine for benchmarks.
@@ -19,15 +20,52 @@ from framemark.generator.models import ModelIdentity, VideoModel
 from framemark.watermark import Extraction, WatermarkKey, extract
 
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
-from .alignment import Hypothesis, conform_frames, hypotheses, interior_mask, uncrop
+from .alignment import Hypothesis, content_box, hypotheses, interior_mask, prepare
+from .segments import Segment, segments
+
+
+# The readings of one (model, hypothesis) pair, in the order taken: the VAE latent of the clip as it is (the
+# "first look": no inversion, so it costs the encode alone) and the initial noise the sampler's inversion recovers
+# from that latent. The mark lives in the initial noise, but a trained model carries much of it into the clean
+# latent it makes (on the embedded model the first look alone reads -log10 p of 17 to 31 on clean clips): every
+# stage is one more test of the Bonferroni total, so trying the first look costs log10(2) of -log10 p and saves
+# the inversion of every clip it decides.
+STAGES = ("encoded", "inverted")
+# On a model whose card says its first look predicts the inversion (``VideoModel.first_look``), a pair whose first
+# look has an uncorrected p-value above this is not inverted: an unmarked clip is inverted with probability at most
+# this (the test is exact), so it costs the encode alone. Skipping a test can only lower the false-positive rate;
+# what it may cost is power, which ``bench/first_look.py`` measures on the attack suite before a card turns it on.
+FIRST_LOOK_CONTINUE_P = 1e-2
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One entry of the search plan: a model (its index), an edit hypothesis, and the stretch of the upload it is
+    read on (``detect.segments``)."""
+
+    model: int
+    hypothesis: Hypothesis
+    segment: Segment
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One test of the search: which entry of the plan (``pair``, an index of :func:`search_plan`'s list), which
+    stage (:data:`STAGES`), and its extraction, already corrected for the whole search (:func:`check_hypothesis`)."""
+
+    pair: int
+    stage: str
+    extraction: Extraction
 
 
 @dataclass(frozen=True)
 class Recovery:
-    """The extraction under the first (model, hypothesis) pair that detected the mark (else the strongest one);
-    its p-value is already corrected for every pair the search could have tried. ``model``: the identity
-    (``ModelIdentity``) of the model whose inversion gave that extraction; ``models_tried`` of ``models_total``
-    models were inverted before the search stopped."""
+    """The extraction under the first reading that detected the mark (else the strongest one); its p-value is
+    already corrected for every test the search could have made: ``count_tests`` = every (model, hypothesis)
+    pair times each stage. ``stage``: whether it was read from the VAE latent (``encoded``) or the inverted noise
+    (``inverted``). ``model``: the identity (``ModelIdentity``) of the model whose latent gave that extraction;
+    ``models_tried`` of ``models_total`` models were encoded before the search stopped; ``inversions``: how many
+    pairs were inverted (the costly part)."""
 
     extraction: Extraction
     hypothesis: Hypothesis
@@ -36,6 +74,9 @@ class Recovery:
     model: ModelIdentity | None = None
     models_tried: int = 1
     models_total: int = 1
+    stage: str = "inverted"
+    inversions: int = 0
+    segment: Segment | None = None
 
 
 def as_models(models) -> list:
@@ -44,69 +85,141 @@ def as_models(models) -> list:
     return [models] if isinstance(models, VideoModel) else list(models)
 
 
-def candidates(models, num_frames: int, height: int, width: int) -> list[tuple[int, Hypothesis]]:
-    """The search plan for a clip of this shape: (model index, hypothesis) pairs, the models in order and each
-    model's hypotheses (``detect.alignment.hypotheses``) in its own order. The Bonferroni correction counts every
-    pair, so adding a model costs one more term per hypothesis; with one model the plan is that model's
-    hypotheses and the p-values are those of a one-model search. A batched verifier reuses the plan."""
+def candidates(models, num_frames: int, height: int, width: int,
+               box: tuple[int, int, int, int] | None = None) -> list[tuple[int, Hypothesis]]:
+    """The search plan for a clip of this shape (and content box, ``alignment.content_box``): (model index,
+    hypothesis) pairs, the models in order and each model's hypotheses (``detect.alignment.hypotheses``) in its
+    own order. The Bonferroni correction counts every pair at every stage (:func:`count_tests`), so adding a model
+    costs one more term per hypothesis and stage. A batched verifier reuses the plan."""
     return [(i, hyp) for i, model in enumerate(as_models(models))
-            for hyp in hypotheses(model, num_frames, height, width)]
+            for hyp in hypotheses(model, num_frames, height, width, box)]
+
+
+def plan_for(models, frames: np.ndarray) -> list[tuple[int, Hypothesis]]:
+    """:func:`candidates` for these frames: their shape, and their content box read from them."""
+    return candidates(models, *frames.shape[:3], box=content_box(frames))
+
+
+def clip_durations(models) -> tuple[float, float, float]:
+    """The shortest, the first model's default and the longest clip (seconds) any of ``models`` makes, at its
+    default frame rate (``detect.segments.segments``)."""
+    models = as_models(models)
+    spans = [(m.limits.min_frames / m.defaults.fps, m.limits.max_frames / m.defaults.fps) for m in models]
+    usual = models[0].defaults.frames / models[0].defaults.fps
+    return min(a for a, _ in spans), usual, max(b for _, b in spans)
+
+
+def search_plan(models, frames: np.ndarray, fps: float | None = None) -> list[Candidate]:
+    """Everything the search may read, in order: for each stretch of the upload worth testing
+    (``detect.segments.segments``, from the frames and ``fps``; without ``fps`` the whole upload alone), every
+    (model, hypothesis) pair of :func:`plan_for` on that stretch's frames."""
+    models = as_models(models)
+    whole = Segment(0, frames.shape[0], whole=True)
+    spans = segments(frames, fps, clip_durations(models)) if fps else [whole]
+    return [Candidate(index, hyp, span) for span in spans
+            for index, hyp in plan_for(models, frames[span.start:span.stop])]
+
+
+def count_tests(plan: list) -> int:
+    """How many tests a search over ``plan`` may make: every entry at every stage."""
+    return len(plan) * len(STAGES)
+
+
+def encode_hypothesis(model, frames: np.ndarray, hyp: Hypothesis) -> torch.Tensor:
+    """The clip's VAE latent under ``hyp``: the geometry undone (``alignment.prepare``), encoded."""
+    return model.autoencoder.encode(prepare(frames, hyp))
 
 
 def recover_noise(model, frames: np.ndarray, hyp: Hypothesis, steps: int = DEFAULT_INVERSION_STEPS) -> torch.Tensor:
     """The initial noise z_hat the clip implies under ``hyp``: conform, undo the crop, VAE-encode, invert.
     It does not depend on the key, so one inversion serves every key tested against it."""
-    conformed = conform_frames(frames, hyp.shape.frames, hyp.shape.height, hyp.shape.width)
-    return model.invert(model.autoencoder.encode(uncrop(conformed, hyp.crop)), steps)
+    return model.invert(encode_hypothesis(model, frames, hyp), steps)
 
 
 def check_hypothesis(model, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothesis, total: int,
                      fpr: float = DEFAULT_FPR) -> Extraction:
-    """``extract`` under one of ``total`` hypotheses: tested at ``fpr / total``, its p-value multiplied by
-    ``total`` (Bonferroni), so that a search over all of them keeps the false-positive rate at ``fpr``."""
+    """``extract`` under one of ``total`` tests: tested at ``fpr / total``, its p-value multiplied by ``total``
+    (Bonferroni), so that a search over all of them keeps the false-positive rate at ``fpr``. ``z_hat``: recovered
+    noise, or a VAE latent for the first look (same layout)."""
     ae = model.autoencoder
-    mask = interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, ae.spatial_factor)
+    mask = interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, ae.spatial_factor, hyp.strip)
     ex = extract(key, z_hat, fpr=fpr / total, template_frames=ae.latent_frames(hyp.shape.frames), mask=mask)
     log_p = min(0.0, ex.log10_p_value + math.log10(total))
     return replace(ex, p_value=10.0 ** log_p, log10_p_value=log_p, fpr=fpr)
 
 
-def conclude(models, plan: list[tuple[int, Hypothesis]], readings: list[Extraction]) -> Recovery:
-    """The :class:`Recovery` of a search that read the first ``len(readings)`` pairs of ``plan``, in order
-    (each ``check_hypothesis``-ed at ``total = len(plan)``): the strongest reading, which is the detection when
-    the search stopped at one."""
+def worth_inverting(model, first: Extraction, total: int, hyp: Hypothesis) -> bool:
+    """Whether a pair whose first look gave ``first`` (corrected for ``total`` tests) goes on to its inversion.
+    When the first look detected the mark, only if its agreement maps suggest tampering (:func:`tamper_suspected`):
+    the tamper reading's thresholds are set on inverted noise, and the latent's per-frame agreement is uneven (a
+    causal VAE encodes the first frame on its own), so the inversion confirms or clears it. On a model whose first look is known to predict the inversion
+    (``VideoModel.first_look``), only when ``first`` shows a trace of the key (uncorrected p at most
+    :data:`FIRST_LOOK_CONTINUE_P`); on any other model, for the core hypotheses (``Hypothesis.core``), so that
+    mirrors and deep crops cost an encode, never an inversion. A corrected p clipped at 1 means an uncorrected p of
+    at least 1/total, above the bound whenever total <= 100; beyond, it is conservatively inverted."""
+    if first.detected:
+        return tamper_suspected(first)
+    if not model.first_look:
+        return hyp.core
+    if first.log10_p_value >= 0.0 and total > 1.0 / FIRST_LOOK_CONTINUE_P:
+        return True
+    return first.log10_p_value - math.log10(total) <= math.log10(FIRST_LOOK_CONTINUE_P)
+
+
+def conclude(models, plan: list[Candidate], readings: list[Reading]) -> Recovery:
+    """The :class:`Recovery` of a search that made ``readings`` over ``plan``, in order (each
+    ``check_hypothesis``-ed at :func:`count_tests`): the strongest reading, which is the detection when the search
+    stopped at one."""
     models = as_models(models)
-    best = 0
-    for i, ex in enumerate(readings):
-        if ex.log10_p_value < readings[best].log10_p_value:
-            best = i
-    index, hyp = plan[best]
-    return Recovery(extraction=readings[best], hypothesis=hyp, hypotheses_tried=len(readings),
-                    hypotheses_total=len(plan), model=models[index].identity,
-                    models_tried=len({i for i, _ in plan[:len(readings)]}), models_total=len(models))
+    if not readings:
+        raise ValueError("a search makes at least one reading")
+    detected = [r for r in readings if r.extraction.detected]
+    # the reading the search stopped at (the last detection: a first look's confirmation by the inversion comes
+    # after it), else the strongest
+    reading = detected[-1] if detected else min(readings, key=lambda r: r.extraction.log10_p_value)
+    entry = plan[reading.pair]
+    pairs = sorted({r.pair for r in readings})
+    return Recovery(extraction=reading.extraction, hypothesis=entry.hypothesis, hypotheses_tried=len(pairs),
+                    hypotheses_total=len(plan), model=models[entry.model].identity,
+                    models_tried=len({plan[i].model for i in pairs}), models_total=len(models), stage=reading.stage,
+                    inversions=sum(r.stage == "inverted" for r in readings), segment=entry.segment)
 
 
 def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float = DEFAULT_FPR,
-                      steps: int = DEFAULT_INVERSION_STEPS) -> Recovery:
-    """uint8 frames (T,H,W,3) of a possibly edited clip -> the watermark extraction under ``key``.
+                      steps: int = DEFAULT_INVERSION_STEPS, fps: float | None = None) -> Recovery:
+    """uint8 frames (T,H,W,3) of a possibly edited upload -> the watermark extraction under ``key``.
 
-    ``models``: the models the clip may come from (a sequence of ``VideoModel``, or one). Tries the pairs of
-    :func:`candidates` in order and stops at the first detection. Each pair is tested at ``fpr / N`` and its
-    p-value multiplied by N (N = all pairs of all models, tried or not): by the union bound the chance that an
-    unmarked clip, or a clip of a model not among ``models``, is detected under any of them stays <= ``fpr``,
-    whenever the search stops.
+    ``models``: the models the clip may come from (a sequence of ``VideoModel``, or one). ``fps``: the upload's
+    frame rate; given, the stretches of a longer upload where a clip may sit are searched too
+    (:func:`search_plan`). Tries the entries of the plan in order, each first on its VAE latent, then
+    (:func:`worth_inverting`) on its inverted noise, and stops at the first detection. Each test is made at
+    ``fpr / N`` and its p-value multiplied by N (N = :func:`count_tests`, every stage of every entry, made or
+    not): by the union bound the chance that an unmarked clip, or a clip of a model not among ``models``, is
+    detected by any of them stays <= ``fpr``, whenever the search stops.
     """
     models = as_models(models)
     if not models:
         raise ValueError("recover_watermark needs at least one model")
-    plan = candidates(models, *frames.shape[:3])
-    readings: list[Extraction] = []
-    for index, hyp in plan:
-        model = models[index]
-        readings.append(check_hypothesis(model, key, recover_noise(model, frames, hyp, steps), hyp, len(plan), fpr))
-        if readings[-1].detected:
+    plan = search_plan(models, frames, fps)
+    total = count_tests(plan)
+    readings: list[Reading] = []
+    for pair, entry in enumerate(plan):
+        model, hyp = models[entry.model], entry.hypothesis
+        latent = encode_hypothesis(model, frames[entry.segment.start:entry.segment.stop], hyp)
+        readings.append(Reading(pair, "encoded", check_hypothesis(model, key, latent, hyp, total, fpr)))
+        first = readings[-1].extraction
+        if worth_inverting(model, first, total, hyp):
+            z_hat = model.invert(latent, steps)
+            readings.append(Reading(pair, "inverted", check_hypothesis(model, key, z_hat, hyp, total, fpr)))
+        if first.detected or readings[-1].extraction.detected:
             break
     return conclude(models, plan, readings)
+
+
+def tamper_suspected(ex: Extraction) -> bool:
+    """Whether a detection's agreement maps call frames moved or foreign (:func:`tamper_summary`)."""
+    summary = tamper_summary(ex)
+    return bool(summary["assessed"] and (summary["reordered"] or summary["foreign_latent_frames"]))
 
 
 # How many standard errors of a frame's agreement (0.5 / sqrt(elements) under "unmarked") a tamper claim needs:

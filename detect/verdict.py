@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass
 class C2paEvidence:
-    """What the file's own C2PA manifest says: state Trusted / Valid / Invalid / absent (None: c2pa could not
-    parse the file), failure and informational codes, the active manifest's claim summary."""
+    """What the file's own C2PA manifest says: state Trusted / Valid / Invalid / damaged / absent (None: c2pa could
+    not parse the file), failure and informational codes, the active manifest's claim summary. ``damaged``
+    (``provenance.DAMAGED``): c2pa cannot find or parse a manifest whose remains are in the file (a renamed box, a
+    broken JUMBF header); it weighs as Invalid."""
 
     state: str | None
     codes: list[str] = field(default_factory=list)
@@ -43,6 +45,11 @@ class C2paEvidence:
         return self.state in ("Trusted", "Valid")
 
     @property
+    def broken(self) -> bool:
+        """Invalid, or damaged: a manifest was there and does not hold together."""
+        return self.state in ("Invalid", "damaged")
+
+    @property
     def declares_synthetic(self) -> bool:
         return bool((self.manifest or {}).get("declares_synthetic"))
 
@@ -57,13 +64,23 @@ class C2paEvidence:
 @dataclass(frozen=True)
 class Alignment:
     """Which hypothesis of the edit search the watermark was read under (``detect.alignment``). ``hypotheses_tried``
-    and ``hypotheses_total`` count (model, hypothesis) pairs over every model checked against."""
+    and ``hypotheses_total`` count (model, hypothesis) pairs over every model checked against. ``read_from``: the
+    stage of ``detect.recovery.STAGES`` that gave the reading (``encoded``: the VAE latent itself, the first look;
+    ``inverted``: the noise the sampler's inversion recovered); ``inversions``: how many pairs were inverted.
+    The geometry undone (``detect.alignment``): ``flipped`` (mirrored left-right), ``content_box`` ([top, left,
+    height, width] of the picture inside padding bars, in the frames the verifier decoded; null: none), ``strip``
+    ([height, width] fractions of the generated frame that box holds)."""
 
     generated_frames: int
     generated_size: list[int]
     crop_undone: float
     hypotheses_tried: int
     hypotheses_total: int
+    read_from: str = "inverted"
+    inversions: int = 0
+    flipped: bool = False
+    content_box: list[int] | None = None
+    strip: list[float] | None = None
 
 
 @dataclass
@@ -77,6 +94,10 @@ class WatermarkEvidence:
     weights_sha256), None when the mark was not detected (no model claims the clip). ``models_tried``: how many
     models were inverted before the search stopped; ``models_total``: how many it checks against. The p-value is
     corrected for every (model, hypothesis) pair: ``alignment.hypotheses_total`` counts them.
+
+    Where in time (``detect.segments``): ``segment`` gives the stretch of the upload the mark was read on
+    (``start_s``, ``end_s``, frames, ``copies`` for a loop, ``inside_other_footage`` for a splice); null when
+    nothing was detected.
     """
 
     detected: bool
@@ -99,6 +120,7 @@ class WatermarkEvidence:
     models_tried: int = 1
     models_total: int = 1
     payload_unreadable: bool = False
+    segment: dict | None = None
 
     @property
     def tamper_found(self) -> bool:
@@ -141,12 +163,18 @@ class LedgerEvidence:
 
 @dataclass(frozen=True)
 class ClassifierEvidence:
-    """The passive classifier's calibrated P(synthetic) and the threshold its model card chose."""
+    """The passive classifier's calibrated P(synthetic) and the threshold its model card chose. ``p_synthetic``
+    is the upload's first window, the score the threshold was set for and the verdict reads. A longer upload is
+    scored on ``windows`` windows spread over it (``passive_features.window_starts``); ``top_window`` says which
+    scored highest (``start_s``, ``end_s``, ``p_synthetic``): a pointer for a reviewer, not read by the verdict,
+    because the largest of several scores is not calibrated at the card's false-positive rate."""
 
     p_synthetic: float
     model_version: str
     threshold: float
     above_threshold: bool
+    windows: int = 1
+    top_window: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -163,7 +191,7 @@ class Rule:
 
 
 def _tampered(c2pa, mark, cls) -> bool:
-    return (c2pa.state == "Invalid" or c2pa.soft_binding_matches_watermark is False
+    return (c2pa.broken or c2pa.soft_binding_matches_watermark is False
             or bool(mark and mark.detected and mark.tamper_found))
 
 
@@ -173,6 +201,10 @@ def _signed(c2pa, mark, cls) -> bool:
 
 def _watermarked(c2pa, mark, cls) -> bool:
     return bool(mark and mark.detected)
+
+
+def _segment(c2pa, mark, cls) -> bool:
+    return _watermarked(c2pa, mark, cls) and bool((mark.segment or {}).get("inside_other_footage"))
 
 
 def _likely(c2pa, mark, cls) -> bool:
@@ -185,10 +217,13 @@ def _likely(c2pa, mark, cls) -> bool:
 # never raises the verdict on its own: the watermark already did, and that manifest is not bound to these bytes.
 RULES: tuple[Rule, ...] = (
     Rule("tampered", "Tampered",
-         "The evidence does not hold together: the manifest is invalid, names another watermark, or frames were "
-         "moved or replaced.", _tampered),
+         "The evidence does not hold together: the manifest is invalid or damaged, names another watermark, or "
+         "frames were moved or replaced.", _tampered),
     Rule("signed-synthetic", "AI-generated · signed",
          "A valid C2PA manifest in the file declares this video AI-generated.", _signed),
+    Rule("watermarked-segment", "Contains AI-generated footage · watermarked",
+         "framemark's invisible watermark was found in part of this video (watermark.segment says where); the "
+         "rest is other footage, which the mark says nothing about.", _segment),
     Rule("watermarked-synthetic", "AI-generated · watermarked",
          "framemark's invisible watermark was found: this video came from a framemark generator.", _watermarked),
     Rule("likely-synthetic", "Likely AI-generated",

@@ -11,27 +11,38 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from framemark import media, provenance
-from framemark.errors import FramemarkError
+from framemark.errors import FramemarkError, MediaError
 from framemark.ledger import Ledger
 from framemark.manifest import describe_model
 from framemark.soft_binding import SOFT_BINDING_ALG
 from framemark.watermark import Payload, WatermarkKey
 
-from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS, DEFAULT_MAX_FRAMES
+from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS, DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_FRAMES
 from .recovery import Recovery, recover_watermark, tamper_summary
 from .verdict import (Alignment, C2paEvidence, ClassifierEvidence, LedgerEvidence, Verdict, WatermarkEvidence,
                       decide)
 
+if TYPE_CHECKING:  # a value the runtime hands in; detect/ does not depend on the front doors' policy module
+    from framemark.limits import Limits
+
 
 @dataclass(frozen=True)
 class VerifySettings:
-    """How a file is checked: the false-positive rate of the watermark test, inversion steps, frames decoded."""
+    """How a file is checked: the false-positive rate of the watermark test, inversion steps, and how much of it
+    is decoded: at most ``max_frames`` frames and ``max_decoded_bytes`` of them (longer or larger clips are
+    checked on their start), each scaled while it is decoded to fit ``fit`` = (max_width, max_height), the
+    working size (None: as they are). ``limits`` (a ``framemark.limits.Limits``; None: none): what refuses a file
+    from its size and headers before any decoding, and from each decoded frame."""
 
     fpr: float = DEFAULT_FPR
     steps: int = DEFAULT_INVERSION_STEPS
     max_frames: int = DEFAULT_MAX_FRAMES
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+    fit: tuple[int, int] | None = None
+    limits: Limits | None = None
 
 
 def verify_file(path: str | os.PathLike, *, key: WatermarkKey | None, models=(), trust_anchors=(),
@@ -49,7 +60,8 @@ def verify_file(path: str | os.PathLike, *, key: WatermarkKey | None, models=(),
         return opened.verdict
     started, recovery = time.perf_counter(), None
     if key is not None:
-        recovery = recover_watermark(models, key, opened.video.frames, fpr=settings.fpr, steps=settings.steps)
+        recovery = recover_watermark(models, key, opened.video.frames, fpr=settings.fpr, steps=settings.steps,
+                                     fps=opened.video.fps)
     return finish(opened, recovery, round(time.perf_counter() - started, 4), ledger=ledger, classifier=classifier,
                   trust_anchors=trust_anchors)
 
@@ -68,15 +80,22 @@ class OpenedFile:
 
 def open_file(path: str | os.PathLike, key: WatermarkKey | None, trust_anchors=(),
               settings: VerifySettings = VerifySettings()) -> OpenedFile:
-    """The first half of :func:`verify_file`: the C2PA check and the decoding. Never raises for a bad file."""
+    """The first half of :func:`verify_file`: the checks that refuse a file up front (:func:`refusal`), the
+    C2PA check and the bounded decoding. Never raises for a bad file."""
     started = time.perf_counter()
     verdict = Verdict(file=str(path))
     lap = _stage_timer(verdict.timing)
+    refused = refusal(path, settings.limits)
+    lap("inspect_s")
+    if refused is not None:
+        verdict.errors.append(refused)
+        verdict.seconds = round(time.perf_counter() - started, 3)
+        return OpenedFile(verdict, None, started)
     # C2PA first: it needs no model and still says something about files that do not decode as video
     verdict.c2pa, c2pa_error = check_c2pa(path, trust_anchors)
     lap("c2pa_s")
     try:
-        video = media.read_video(path, max_frames=settings.max_frames)
+        video = decode(path, settings)
     except FramemarkError as exc:
         verdict.errors.append(str(exc))
         lap("decode_s")
@@ -93,6 +112,37 @@ def open_file(path: str | os.PathLike, key: WatermarkKey | None, trust_anchors=(
     return OpenedFile(verdict, video, started)
 
 
+def refusal(path: str | os.PathLike, limits: Limits | None) -> str | None:
+    """Why a file is not checked at all (None: check it), before anything reads its content: not a regular file
+    (a FIFO would hang the C2PA read), empty, not a video by its first bytes (``media.check_input``), or over
+    ``limits`` by its size or its headers (``media.probe_video``; a file whose headers do not read is left to
+    the decoder, after the C2PA check, which may still say something about it)."""
+    try:
+        media.check_input(path)
+    except MediaError as exc:
+        return str(exc)
+    if limits is None:
+        return None
+    try:
+        problem = limits.size_problem(os.stat(path).st_size)
+    except OSError as exc:
+        return f"cannot read video {os.fspath(path)!r}: {exc.strerror or exc}"
+    if problem is None:
+        try:
+            problem = limits.header_problem(media.probe_video(path))
+        except MediaError:
+            return None
+    return f"not checked: {problem}" if problem is not None else None
+
+
+def decode(path: str | os.PathLike, settings: VerifySettings) -> media.Video:
+    """The frames a check looks at: bounded in count and bytes, scaled to the working size while decoded, every
+    frame held to the limits (a file whose headers lied stops there). Raises MediaError."""
+    limit = settings.limits.frame_problem if settings.limits is not None else None
+    return media.read_video(path, max_frames=settings.max_frames, fit=settings.fit,
+                            max_bytes=settings.max_decoded_bytes, limit=limit)
+
+
 def finish(opened: OpenedFile, recovery: Recovery | None, watermark_s: float, *, ledger: Ledger | None = None,
            classifier=None, trust_anchors=()) -> Verdict:
     """The second half of :func:`verify_file`, for a decoded file: the watermark part from ``recovery`` (None: not
@@ -100,7 +150,7 @@ def finish(opened: OpenedFile, recovery: Recovery | None, watermark_s: float, *,
     (in a batch, this file's share)."""
     verdict = opened.verdict
     if recovery is not None:
-        verdict.watermark = watermark_evidence(recovery)
+        verdict.watermark = watermark_evidence(recovery, opened.video)
     verdict.timing["watermark_s"] = watermark_s
     lap = _stage_timer(verdict.timing)
     verdict.c2pa.soft_binding_matches_watermark = soft_binding_agrees(verdict.c2pa, verdict.watermark)
@@ -115,14 +165,20 @@ def finish(opened: OpenedFile, recovery: Recovery | None, watermark_s: float, *,
     return verdict
 
 
-def watermark_evidence(recovery: Recovery) -> WatermarkEvidence:
-    """The ``watermark`` part from a recovery: the extraction, where and under which model it was read, and the
-    tamper reading."""
+def watermark_evidence(recovery: Recovery, video: media.Video | None = None) -> WatermarkEvidence:
+    """The ``watermark`` part from a recovery: the extraction, where (in space and, given the ``video`` it was read
+    from, in time) and under which model it was read, and the tamper reading."""
     ex, hyp = recovery.extraction, recovery.hypothesis
     mark = ex.to_dict()
+    geometry = hyp.describe()
     alignment = Alignment(generated_frames=hyp.shape.frames, generated_size=[hyp.shape.height, hyp.shape.width],
                           crop_undone=hyp.crop, hypotheses_tried=recovery.hypotheses_tried,
-                          hypotheses_total=recovery.hypotheses_total)
+                          hypotheses_total=recovery.hypotheses_total, read_from=recovery.stage,
+                          inversions=recovery.inversions, flipped=geometry["flipped"],
+                          content_box=geometry["content_box"], strip=geometry["strip"])
+    segment = None
+    if ex.detected and recovery.segment is not None and video is not None:
+        segment = recovery.segment.describe(video.fps, video.num_frames)
     unreadable = bool(ex.detected and not ex.crc_ok)
     if unreadable:
         # the key's mark is there (the p-value says so) but the 64 bits are too damaged to trust: never hand out
@@ -131,7 +187,7 @@ def watermark_evidence(recovery: Recovery) -> WatermarkEvidence:
     model = describe_model(recovery.model) if ex.detected and recovery.model is not None else None
     return WatermarkEvidence(**mark, alignment=alignment, tamper=tamper_summary(ex), model=model,
                              models_tried=recovery.models_tried, models_total=recovery.models_total,
-                             payload_unreadable=unreadable)
+                             payload_unreadable=unreadable, segment=segment)
 
 
 def classify(classifier, video: media.Video, errors: list[str]) -> ClassifierEvidence | None:
@@ -145,7 +201,8 @@ def classify(classifier, video: media.Video, errors: list[str]) -> ClassifierEvi
 
 
 def _stage_timer(timing: dict):
-    """Informational only: ``timing`` gets the seconds each stage took (``c2pa_s``, ``decode_s``, ``watermark_s``
+    """Informational only: ``timing`` gets the seconds each stage took (``inspect_s``: the checks of
+    :func:`refusal`, ``c2pa_s``, ``decode_s``, ``watermark_s``
     = VAE encode + inversion + extraction, ``ledger_s``, ``classifier_s``), for audits and benchmarks. A stage
     that did not run is absent. Nothing reads it to decide anything."""
     last = [time.perf_counter()]
@@ -160,7 +217,10 @@ def _stage_timer(timing: dict):
 # ------------------------------------------------------------------------------------------------ provenance
 
 def check_c2pa(path: str | os.PathLike, trust_anchors) -> tuple[C2paEvidence, str | None]:
-    """The ``c2pa`` part of a verdict, and an error message when c2pa could not parse the file at all."""
+    """The ``c2pa`` part of a verdict, and an error message when c2pa could not parse the file at all. A manifest
+    whose structure was broken (a renamed box, a damaged JUMBF header) is state ``damaged``, evidence like an
+    Invalid one, not an error (``provenance.read_file``). Call it on a file :func:`refusal` let through: c2pa
+    opens what it is given, a FIFO included."""
     try:
         return C2paEvidence.from_reading(provenance.read_file(path, tuple(trust_anchors))), None
     except provenance.ProvenanceError as exc:

@@ -27,9 +27,10 @@ from framemark.detect.verdict import Verdict
 from framemark.generator.emit import EmittedClip, watermark_fields, watermarked_latents
 from framemark.generator.emit import sign_and_record as _sign_and_record
 from framemark.generator.models import FAMILIES, GenerationRequest, VideoModel
+from framemark.limits import Limits
 from framemark.watermark import Payload, WatermarkKey
 
-__all__ = ["GenerationRequest", "Payload", "WatermarkKey", "model_from_pipeline", "marked_latents",
+__all__ = ["GenerationRequest", "Limits", "Payload", "WatermarkKey", "model_from_pipeline", "marked_latents",
            "sign_and_record", "verify"]
 
 # A written clip may differ from its request by this much in frame rate (containers store rates as fractions).
@@ -105,29 +106,37 @@ def sign_and_record(path: str | os.PathLike, model_or_pipe, request: GenerationR
 
 
 def verify(path: str | os.PathLike, models=None, *, key: WatermarkKey | str | os.PathLike | None = None,
-           ledger: str | os.PathLike | None = None, trust: tuple = (), classifier: bool = True) -> Verdict:
-    """The :class:`Verdict` of one file, as `framemark verify` gives it (``.to_dict()``: its JSON).
+           ledger: str | os.PathLike | None = None, trust: tuple = (), classifier: bool = True,
+           limits: Limits | None = None) -> Verdict:
+    """The :class:`Verdict` of one file, as `framemark verify` gives it (``.to_dict()``: its JSON). A file that
+    cannot be checked (not a regular file, not a video, over a limit, undecodable) is a verdict too, with
+    ``verdict`` None and ``errors`` saying why: nothing is raised for it.
 
     ``models``: a pipeline or ``VideoModel``, or a list of them, to check the watermark against (the p-value
     corrected for each); None: the registered models (`framemark models add`), else the embedded one. ``key``:
     as for :func:`marked_latents` (None: this machine's; without one only C2PA is checked). ``ledger``: where a
     stripped manifest is recovered from (default ``$FRAMEMARK_HOME/ledger.db`` when present). ``trust``: PEM
-    files of extra C2PA trust anchors. For many files, keep one runtime instead
-    (``framemark.runtime.open_runtime(options)``, then ``.verify(path)`` per file)."""
+    files of extra C2PA trust anchors. ``limits``: the size, resolution and duration a file is refused beyond
+    (``framemark.limits.Limits``; None: `framemark verify`'s defaults), from its headers before any decoding and
+    from what is decoded. For many files, keep one runtime instead (``framemark.runtime.open_runtime(options)``,
+    then ``.verify(path)`` per file)."""
     loaded = None
     if models is not None:
         loaded = [model_from_pipeline(m) for m in (models if isinstance(models, (list, tuple)) else [models])]
-    with _runtime("verify", key=key, models=loaded, ledger=ledger, trust=trust, classifier=classifier) as rt:
+    with _runtime("verify", key=key, models=loaded, ledger=ledger, trust=trust, classifier=classifier,
+                  limits=limits) as rt:
         return rt.verify(path)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-def _runtime(purpose: runtime.Purpose, *, key, models, ledger=None, trust=(), sign: bool = True, classifier: bool = False):
+def _runtime(purpose: runtime.Purpose, *, key, models, ledger=None, trust=(), sign: bool = True, classifier: bool = False,
+             limits: Limits | None = None):
     """A runtime through the one loader, with the caller's models (None: the runtime's own choice) and key."""
     options = runtime.Options(key_file=None if key is None or isinstance(key, WatermarkKey) else os.fspath(key),
                               sign=sign, ledger_path=os.fspath(ledger) if ledger is not None else None,
-                              trust_files=tuple(os.fspath(t) for t in trust), classifier=classifier)
+                              trust_files=tuple(os.fspath(t) for t in trust), classifier=classifier,
+                              limits=limits if limits is not None else Limits())
     resolved = runtime.resolve(options, purpose)
     if isinstance(key, WatermarkKey):
         resolved = replace(resolved, key=key, create_key=False)

@@ -1,7 +1,9 @@
 """What a front door refuses to decode: size, resolution and duration limits, and how they are written.
 
-The audit and the service apply the same :class:`Limits` (the audit gives an over-limit file a row saying so, the
-service answers 413/422), checked from the file size and the container headers before any frame is decoded.
+Every front door applies the same :class:`Limits`: `verify` and the Python API (an error entry), the audit (a row
+saying so) and the service (413/422). They are checked from the file size and the container headers before any
+frame is decoded (:meth:`Limits.header_problem`), and again on every decoded frame (:meth:`Limits.frame_problem`,
+``media.read_video``'s ``limit``), so a file whose headers lie about its size or length still stops at the limit.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from framemark.detect import DEFAULT_MAX_FRAMES
+from framemark.media import VideoInfo
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,26 @@ class Limits:
 
     def video_problem(self, width: int, height: int, duration_s: float) -> str | None:
         return self.resolution_problem(width, height) or self.duration_problem(duration_s)
+
+    def header_problem(self, info: VideoInfo) -> str | None:
+        """Resolution and duration as the headers state them (``media.probe_video``), the duration being
+        :func:`claimed_duration_s`."""
+        return self.video_problem(info.width, info.height, claimed_duration_s(info))
+
+    def frame_problem(self, width: int, height: int, t: float) -> str | None:
+        """A decoded frame's size and timestamp (seconds from the first frame) against the same limits: what was
+        actually decoded, whatever the headers said (``media.read_video(..., limit=limits.frame_problem)``)."""
+        problem = self.resolution_problem(width, height)
+        if problem is None and t > self.max_duration_s:
+            problem = f"over the duration limit: the decoded frames run past {self.max_duration_s:g} s (--max-duration)"
+        return problem
+
+
+def claimed_duration_s(info: VideoInfo) -> float:
+    """How long a file says it is: the longer of its recorded duration and its frame count at its rate. A header
+    may declare a frame count its duration does not account for (10^9 frames in 2 s); taking the longer reading
+    means a lying header cannot promise unbounded decoding."""
+    return max(info.duration_s, info.num_frames / info.fps if info.fps > 0 else 0.0)
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 ** 2, "mb": 1024 ** 2,

@@ -14,6 +14,15 @@ Truncated files: if decoding fails part-way (or the file simply ends early) afte
 frame was decoded, :func:`read_video` returns the frames it got and sets ``Video.truncated``; a
 watermark verifier can still look at what survived. If no frame at all can be decoded it raises
 :class:`MediaError`.
+
+Bounded decoding: an upload's size says nothing about what it decodes to (a 4K clip of 10 s is 7.5 GB of RGB,
+a flat 16000x16000 frame a few kilobytes on disk). :func:`read_video` and :func:`iter_frames` therefore scale
+each frame inside FFmpeg's scaler while decoding (``fit``: the working size; no full-resolution RGB array is
+kept), stop after ``max_frames`` (and :func:`read_video` after ``max_bytes`` of held frames), and let the
+caller refuse a frame, before it is converted, by its decoded size and timestamp (``limit``), so headers that
+lie about a file's size or length cannot promise unbounded work. :func:`check_input` is what every front door
+runs before anything reads a file's content: a FIFO, device or socket is refused by ``stat`` alone (opening
+one can block forever) and the first bytes must announce a video container.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import math
 import os
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -34,13 +43,17 @@ import numpy as np
 
 from framemark.errors import MediaError
 
-__all__ = ["Video", "VideoInfo", "read_video", "probe_video", "write_video", "sniff_container", "jpeg",
-           "DEFAULT_FPS"]
+__all__ = ["Video", "VideoInfo", "read_video", "iter_frames", "probe_video", "write_video", "check_input",
+           "sniff_container", "content_problem", "fitted_size", "jpeg", "DEFAULT_FPS"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 8.0
 """Frame rate assumed when a file does not state one (the generator's native rate)."""
+
+FrameLimit = Callable[[int, int, float], "str | None"]
+"""``limit(width, height, t)`` -> a refusal message or None: called with each decoded frame's size and timestamp
+(seconds from the first frame) before it is converted; a message ends decoding with MediaError."""
 
 # What PyAV can raise on bad input. av.error.FFmpegError subclasses also derive from the matching
 # builtin (InvalidDataError -> ValueError, FileNotFoundError -> OSError, EOFError -> EOFError), but
@@ -118,33 +131,44 @@ class VideoInfo:
 # --------------------------------------------------------------------------------------------- reading
 
 
-def read_video(path: str | os.PathLike[str], max_frames: int | None = None) -> Video:
+def read_video(path: str | os.PathLike[str], max_frames: int | None = None, *,
+               fit: tuple[int, int] | None = None, max_bytes: int | None = None,
+               limit: FrameLimit | None = None) -> Video:
     """Decode the first video stream of ``path`` to RGB frames.
 
-    ``max_frames`` stops decoding after that many frames (to bound memory and time on long uploads).
+    ``max_frames`` stops decoding after that many frames and ``max_bytes`` once the frames held would exceed that
+    many bytes (at least one frame is always kept): longer clips are read from their start, to bound memory and
+    time on long uploads; neither makes the video ``truncated``. ``fit`` = (max_width, max_height) scales every
+    frame inside FFmpeg's scaler as it is decoded, keeping the aspect ratio and never enlarging (1920x1080 with
+    ``fit=(256, 256)`` gives 256x144), so memory follows the working size, not the upload's. ``limit``: see
+    :data:`FrameLimit` (a refusal raises MediaError, whatever was decoded before it).
     The frame rate is the stream's average rate, or :data:`DEFAULT_FPS` when the file has none.
     Raises :class:`MediaError` for anything that is not a readable video with at least one frame.
     """
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+    _check_bounds(max_frames, fit)
+    if max_bytes is not None and max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1 or None, got {max_bytes}")
     name = _check_input_file(path)
     frames: list[np.ndarray] = []
     failure: BaseException | None = None
+    stopped_early = False
     with _open_for_reading(name) as container:
         stream = _first_video_stream(container, name)
         fps = _stream_fps(stream)
         claimed = stream.frames  # 0 when the container does not say
-        stream.thread_type = "AUTO"  # frame + slice threads: several times faster on long clips
         try:
-            for frame in container.decode(stream):
-                rgb = frame.to_ndarray(format="rgb24")
+            for rgb, _t in _decode(container, stream, name, fit, limit):
                 if frames and rgb.shape != frames[0].shape:
                     raise MediaError(
                         f"cannot read video {name!r}: frame size changes mid-stream "
                         f"({frames[0].shape[1]}x{frames[0].shape[0]} -> {rgb.shape[1]}x{rgb.shape[0]})"
                     )
+                if frames and max_bytes is not None and (len(frames) + 1) * rgb.nbytes > max_bytes:
+                    stopped_early = True
+                    break
                 frames.append(rgb)
                 if max_frames is not None and len(frames) >= max_frames:
+                    stopped_early = True
                     break
         except _READ_ERRORS as exc:
             failure = exc
@@ -152,12 +176,95 @@ def read_video(path: str | os.PathLike[str], max_frames: int | None = None) -> V
         if failure is not None:
             raise MediaError(f"cannot read video {name!r}: no frame could be decoded ({_reason(failure)})") from failure
         raise MediaError(f"cannot read video {name!r}: the video stream contains no frames")
-    stopped_early = max_frames is not None and len(frames) >= max_frames
     truncated = failure is not None or (not stopped_early and 0 < len(frames) < claimed)
     if truncated:
         why = _reason(failure) if failure is not None else f"container lists {claimed} frames"
         log.warning("%s: decoded only %d frame(s), file looks truncated or damaged (%s)", name, len(frames), why)
-    return Video(frames=np.stack(frames), fps=fps, truncated=truncated)
+    return Video(frames=_stacked(frames), fps=fps, truncated=truncated)
+
+
+def iter_frames(path: str | os.PathLike[str], fit: tuple[int, int] | None = None, max_frames: int | None = None,
+                *, limit: FrameLimit | None = None) -> Iterator[tuple[np.ndarray, float]]:
+    """Decode ``path`` one frame at a time: yields ``(frame, t)``, a ``uint8`` RGB frame (H, W, 3) and its
+    timestamp in seconds from the first frame, holding nothing between frames (for callers that must look at a
+    long upload without keeping it). ``fit``, ``max_frames`` and ``limit`` as for :func:`read_video`.
+
+    Raises MediaError when the file cannot be opened or no frame decodes; a file that breaks off after some
+    frames simply ends (logged; :func:`read_video` reports it as ``truncated``). The file is closed when the
+    generator is exhausted or closed.
+    """
+    _check_bounds(max_frames, fit)
+    name = _check_input_file(path)
+    count = 0
+    with _open_for_reading(name) as container:
+        stream = _first_video_stream(container, name)
+        try:
+            for frame, t in _decode(container, stream, name, fit, limit):
+                count += 1
+                yield frame, t
+                if max_frames is not None and count >= max_frames:
+                    return
+        except _READ_ERRORS as exc:
+            if not count:
+                raise MediaError(f"cannot read video {name!r}: no frame could be decoded ({_reason(exc)})") from exc
+            log.warning("%s: decoding broke off after %d frame(s) (%s)", name, count, _reason(exc))
+            return
+    if not count:
+        raise MediaError(f"cannot read video {name!r}: the video stream contains no frames")
+
+
+def _check_bounds(max_frames: int | None, fit: tuple[int, int] | None) -> None:
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+    if fit is not None and (len(fit) != 2 or min(int(fit[0]), int(fit[1])) < 1):
+        raise ValueError(f"fit must be (max_width, max_height), both >= 1, or None; got {fit!r}")
+
+
+def fitted_size(width: int, height: int, fit: tuple[int, int] | None) -> tuple[int, int]:
+    """The size a ``width`` x ``height`` frame is decoded at under ``fit``: inside (max_width, max_height), the
+    aspect ratio kept (to the nearest pixel), never enlarged."""
+    if fit is None:
+        return width, height
+    scale = min(1.0, fit[0] / width, fit[1] / height)
+    if scale >= 1.0:
+        return width, height
+    return max(1, min(int(fit[0]), round(width * scale))), max(1, min(int(fit[1]), round(height * scale)))
+
+
+def _decode(container: Any, stream: Any, name: str, fit: tuple[int, int] | None,
+            limit: FrameLimit | None) -> Iterator[tuple[np.ndarray, float]]:
+    """The stream's frames as RGB arrays (scaled by FFmpeg when ``fit`` asks for it) and their timestamps.
+    PyAV's errors pass through, for the caller to weigh against what was decoded already."""
+    stream.thread_type = "AUTO"  # frame + slice threads: several times faster on long clips
+    fps = _stream_fps(stream)
+    start: float | None = None
+    for index, frame in enumerate(container.decode(stream)):
+        when = frame.time
+        if when is None or not math.isfinite(when):
+            when = index / fps
+        if start is None:
+            start = when
+        t = max(0.0, when - start)
+        width, height = int(frame.width), int(frame.height)
+        if limit is not None:
+            problem = limit(width, height, t)
+            if problem is not None:
+                raise MediaError(f"cannot read video {name!r}: {problem}")
+        out_w, out_h = fitted_size(width, height, fit)
+        if (out_w, out_h) == (width, height):
+            rgb = frame.to_ndarray(format="rgb24")
+        else:  # scaled in FFmpeg's scaler, from the decoder's own frame: no full-size RGB copy is ever made
+            rgb = frame.to_ndarray(format="rgb24", width=out_w, height=out_h, interpolation="AREA")
+        yield rgb, t
+
+
+def _stacked(frames: list[np.ndarray]) -> np.ndarray:
+    """``np.stack(frames)`` while letting go of each frame as it is copied, so the peak is one clip, not two."""
+    out = np.empty((len(frames), *frames[0].shape), dtype=frames[0].dtype)
+    for i in range(len(frames)):
+        out[i] = frames[i]
+        frames[i] = None  # type: ignore[call-overload]
+    return out
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
@@ -197,6 +304,23 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     )
 
 
+def check_input(path: str | os.PathLike[str]) -> str:
+    """What every front door checks before anything reads a file's content (C2PA, the decoder): a regular file
+    (a FIFO, device or socket is refused from ``stat`` alone: opening one can block forever), not empty, whose
+    first bytes announce a video container (:func:`sniff_container`; an image renamed .mp4 is "not a video").
+    Returns the container's name; raises :class:`MediaError`."""
+    name = _check_input_file(path)
+    try:
+        with open(name, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise MediaError(f"cannot read video {name!r}: {exc.strerror or exc}") from exc
+    problem = content_problem(head)
+    if problem is not None:
+        raise MediaError(f"cannot read video {name!r}: {problem}")
+    return sniff_container(head) or ""
+
+
 def _check_input_file(path: str | os.PathLike[str]) -> str:
     """Reject what FFmpeg would misreport or hang on: missing paths, folders, devices/FIFOs, empty files."""
     name = os.fsdecode(os.fspath(path))
@@ -209,10 +333,23 @@ def _check_input_file(path: str | os.PathLike[str]) -> str:
     if stat.S_ISDIR(st.st_mode):
         raise MediaError(f"cannot read video {name!r}: it is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
-        raise MediaError(f"cannot read video {name!r}: not a regular file")
+        raise MediaError(f"cannot read video {name!r}: {special_file_kind(st.st_mode)}, not a regular file")
     if st.st_size == 0:
         raise MediaError(f"cannot read video {name!r}: the file is empty (0 bytes)")
     return name
+
+
+def special_file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (``os.stat(...).st_mode``)."""
+    if stat.S_ISFIFO(mode):
+        return "it is a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "it is a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "it is a device"
+    if stat.S_ISDIR(mode):
+        return "it is a directory"
+    return "it is a special file"
 
 
 @contextmanager
@@ -412,6 +549,45 @@ def sniff_container(head: bytes) -> str | None:
     if head.startswith(b"\x00\x00\x00\x01") and len(head) > 4 and (head[4] & 0x1F) in (7, 9):
         return "h264-annexb"
     return None
+
+
+# what a file that is not a video usually is, by its first bytes (for the message that refuses it)
+_NOT_VIDEO_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", 0, "a PNG image"), (b"\xff\xd8\xff", 0, "a JPEG image"), (b"GIF8", 0, "a GIF image"),
+    (b"WEBP", 8, "a WebP image"), (b"BM", 0, "a BMP image"), (b"II*\x00", 0, "a TIFF image"),
+    (b"MM\x00*", 0, "a TIFF image"), (b"%PDF", 0, "a PDF document"), (b"PK\x03\x04", 0, "a ZIP archive"),
+    (b"\x1f\x8b", 0, "a gzip archive"), (b"ID3", 0, "MP3 audio"), (b"fLaC", 0, "FLAC audio"),
+    (b"WAVE", 8, "WAV audio"),
+)
+VIDEO_CONTAINERS = "MP4/MOV, Matroska/WebM, AVI, MPEG-TS, ..."
+
+
+def content_problem(head: bytes) -> str | None:
+    """Why a file whose first bytes are ``head`` is not read as video (None: they announce a video container).
+    The one wording every front door uses: the CLI, the audit and the API in an error entry, the service in its
+    415 answer."""
+    if sniff_container(head) is not None:
+        return None
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return f"not a video: its content is an ISO file of brand {head[8:12].decode('latin-1')!r} (a still image " \
+               f"or audio, not video)"
+    kind = next((what for sig, at, what in _NOT_VIDEO_SIGNATURES if head[at:at + len(sig)] == sig), None)
+    if kind is None and head and _looks_like_text(head):
+        kind = "text"
+    if kind is not None:
+        return f"not a video: its content is {kind}"
+    return f"not a video: its content is not a readable video container ({VIDEO_CONTAINERS})"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Printable UTF-8 (a character cut by the end of ``head`` allowed)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return False
+        text = head[:exc.start].decode("utf-8")
+    return all(c.isprintable() or c in "\t\r\n\f" for c in text)
 
 
 # --------------------------------------------------------------------------------------------- stills

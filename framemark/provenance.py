@@ -20,7 +20,11 @@ import c2pa
 from framemark.manifest import MIME, THUMBNAIL_ID, ProvenanceError, summarize
 from framemark.signer import ClaimSigner
 
-STATES = ("Trusted", "Valid", "Invalid", "absent")
+STATES = ("Trusted", "Valid", "Invalid", "damaged", "absent")
+# A manifest c2pa cannot find or parse although the file holds its remains (a renamed box, a broken JUMBF header):
+# a damaged manifest is reported as damaged, never as absent, and weighs as an Invalid one (detect/verdict.py).
+DAMAGED = "damaged"
+DAMAGED_CODE = "manifest.structure.damaged"
 
 _ALGS = {"es256": c2pa.C2paSigningAlg.ES256, "es384": c2pa.C2paSigningAlg.ES384,
          "es512": c2pa.C2paSigningAlg.ES512, "ps256": c2pa.C2paSigningAlg.PS256,
@@ -109,7 +113,9 @@ def _format_for(path: Path) -> str | None:
 
 
 def read_file(path: str | os.PathLike, trust_anchors: list[bytes] | tuple[bytes, ...] = ()) -> dict:
-    """The ``c2pa`` part of a verdict for a file: state Trusted / Valid / Invalid / absent, failure codes, summary.
+    """The ``c2pa`` part of a verdict for a file: state Trusted / Valid / Invalid / damaged / absent, failure codes,
+    summary. ``damaged``: c2pa finds no manifest, or cannot parse the one there is, but the file holds the remains
+    of one (:func:`manifest_remnants`): its structure was broken, which is tampering, not absence.
 
     Raises ProvenanceError when the file cannot be parsed as a container c2pa knows (random bytes, text).
     """
@@ -123,13 +129,96 @@ def read_file(path: str | os.PathLike, trust_anchors: list[bytes] | tuple[bytes,
             finally:
                 reader.close()
     except c2pa.C2paError.ManifestNotFound:
-        return absent
+        return _damaged(path, "c2pa finds no manifest") or absent
     except c2pa.C2paError.NotSupported:
         return {**absent, "informational": ["format.unsupported"]}
     except c2pa.C2paError as exc:
+        found = _damaged(path, f"c2pa cannot read it: {_plain(exc)}")
+        if found is not None:
+            return found
         raise ProvenanceError(f"C2PA could not read {path}: {_plain(exc)}") from exc
     except OSError as exc:
         raise ProvenanceError(f"C2PA could not read {path}: {exc.strerror or exc}") from exc
+
+
+def _damaged(path: Path, why: str) -> dict | None:
+    """The reading of a file whose manifest c2pa cannot use although its remains are there; None if none are."""
+    remnants = manifest_remnants(path)
+    if not remnants:
+        return None
+    shown = "; ".join(remnants[:3]) + (f"; and {len(remnants) - 3} more" if len(remnants) > 3 else "")
+    return {"state": DAMAGED, "codes": [DAMAGED_CODE], "informational": [], "manifest": None,
+            "error": f"the C2PA manifest is damaged: {why}, but the file holds the remains of one ({shown})"}
+
+
+# ------------------------------------------------------------------------------------------------ remnants
+
+# The ISO BMFF box that carries a C2PA manifest store: a top-level 'uuid' box with this extended type.
+C2PA_BOX_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
+# Every JUMBF content type (the C2PA store, claim, signature, assertion boxes) is a UUID ending with this.
+_JUMBF_TYPE_SUFFIX = bytes.fromhex("00110010800000aa00389b71")
+# Long enough that no other box's bytes hold them by chance (sample tables are arbitrary 32-bit numbers).
+_STRONG_SIGNATURES = ((C2PA_BOX_UUID, "the C2PA box's UUID"), (_JUMBF_TYPE_SUFFIX, "a JUMBF content type"),
+                      (b"c2pa.claim", "a C2PA claim label"), (b"c2pa.signature", "a C2PA signature label"),
+                      (b"c2pa.assertions", "a C2PA assertion store label"))
+# 4-byte box types of JUMBF: looked for only in boxes that are not standard media boxes
+_JUMBF_TYPES = ((b"jumb", "a 'jumb' (JUMBF superbox) signature"), (b"jumd", "a 'jumd' (JUMBF description) signature"),
+                (b"c2pa", "a 'c2pa' label"))
+_MEDIA_BOXES = frozenset({b"ftyp", b"styp", b"moov", b"moof", b"mfra", b"sidx", b"ssix", b"prft", b"emsg", b"free",
+                          b"skip", b"wide", b"pdin", b"meco", b"meta"})
+_REMNANT_SCAN_BYTES = 64 * 1024 * 1024  # read at most this much outside 'mdat' (a large moov is a few MB)
+
+
+def manifest_remnants(path: str | os.PathLike) -> list[str]:
+    """What is left of a C2PA manifest among an MP4/MOV file's top-level boxes, in words (empty: nothing).
+
+    Media data ('mdat') is skipped, never read: compressed samples hold any 4-byte pattern by chance. The other
+    boxes are searched for the C2PA box's UUID, JUMBF content types and C2PA labels; boxes that are not standard
+    media boxes (a renamed 'uuid' box, say) also for the 'jumb'/'jumd'/'c2pa' signatures. Files that are not ISO
+    BMFF, and boxes past a broken size field, are not searched. Bounded: at most 64 MiB are read.
+    """
+    found: list[str] = []
+    try:
+        with open(path, "rb") as fh:
+            for offset, kind, body in _top_level_boxes(fh):
+                if kind == b"uuid" and body[:16] == C2PA_BOX_UUID:
+                    found.append(f"the C2PA 'uuid' box at byte {offset}")  # intact, but what it holds is not
+                    continue
+                where = f"in a top-level {kind.decode('latin-1')!r} box at byte {offset}"
+                hits = [what for sig, what in _STRONG_SIGNATURES if sig in body]
+                if kind not in _MEDIA_BOXES:
+                    hits += [what for sig, what in _JUMBF_TYPES if sig in body]
+                found.extend(f"{what} {where}" for what in hits)
+    except OSError:
+        return []
+    return found
+
+
+def _top_level_boxes(fh):
+    """(offset, type, body up to the scan budget) of each top-level box but 'mdat'; stops at the first size that
+    does not fit the file (a file that is not BMFF gives nothing)."""
+    fh.seek(0, os.SEEK_END)
+    end = fh.tell()
+    offset, budget = 0, _REMNANT_SCAN_BYTES
+    while offset + 8 <= end and budget > 0:
+        fh.seek(offset)
+        header = fh.read(16)
+        size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+        head_len = 8
+        if size == 1:
+            if len(header) < 16:
+                return
+            size, head_len = int.from_bytes(header[8:16], "big"), 16
+        elif size == 0:
+            size = end - offset
+        if size < head_len or offset + size > end or not all(32 <= b < 127 for b in kind):
+            return
+        if kind != b"mdat":
+            fh.seek(offset + head_len)
+            body = fh.read(min(size - head_len, budget))
+            budget -= len(body)
+            yield offset, kind, body
+        offset += size
 
 
 def read_manifest_store(store: bytes, trust_anchors: list[bytes] | tuple[bytes, ...] = ()) -> dict:

@@ -28,6 +28,7 @@ from framemark import keys as keystore
 from framemark import ledger as ledgers
 from framemark.detect import DEFAULT_FPR, DEFAULT_INVERSION_STEPS, DEFAULT_MAX_FRAMES
 from framemark.errors import FramemarkError
+from framemark.limits import Limits
 from framemark.watermark import WatermarkKey
 
 Purpose = Literal["verify", "generate", "serve"]
@@ -52,6 +53,8 @@ class Options:
     fpr: float = DEFAULT_FPR
     steps: int = DEFAULT_INVERSION_STEPS
     max_frames: int = DEFAULT_MAX_FRAMES
+    # what verification refuses (size, resolution, duration: from the headers and from every decoded frame)
+    limits: Limits = Limits()
     threads: int | None = None         # torch threads of the process that loads (None: torch's default)
 
 
@@ -302,10 +305,12 @@ class Runtime:
 
     def verify_settings(self):
         """How this runtime checks a file (``detect.verify.VerifySettings`` from its options)."""
+        from framemark.detect.alignment import working_size
         from framemark.detect.verify import VerifySettings
 
         o = self.options
-        return VerifySettings(fpr=o.fpr, steps=o.steps, max_frames=o.max_frames)
+        return VerifySettings(fpr=o.fpr, steps=o.steps, max_frames=o.max_frames, limits=o.limits,
+                              fit=working_size(self.models if self.key is not None else ()))
 
     def emit(self, request, path: str | os.PathLike, *, payload=None, prompt_policy: str = "hash"):
         """Generate one clip to ``path``: marked, signed and recorded as this runtime is set up to."""

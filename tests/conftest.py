@@ -12,6 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -117,3 +124,41 @@ def chromium_path() -> str:
             pytest.fail(message + "; FRAMEMARK_REQUIRE_BROWSER=1 says this machine must run the browser tests")
         pytest.skip(message)
     return found
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(args: list[str], *, env: dict, log_path: Path, port: int):
+    """The real `framemark serve ARGS --port PORT` in a child process, yielded once ``/v1/health`` answers 200
+    (within 180 s, else the test fails with the log's end); stopped (terminate, then kill) however the test ends."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "framemark.cli", "serve", *args, "--port", str(port)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"framemark serve exited {proc.returncode}: {log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("framemark serve did not answer within 180 s")
+            time.sleep(0.5)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -45,11 +45,17 @@ def test_uncrop_puts_a_centre_crop_back_where_it_came_from():
 
 def test_hypotheses_cover_dropped_frames_and_crops(model):
     own_default = alignment.hypotheses(model, 17, 128, 128)
-    assert [(h.shape.frames, h.crop) for h in own_default] == [(17, 1.0), (17, 0.9), (17, 0.8)]
+    assert [(h.shape.frames, h.crop, h.flip) for h in own_default] == [
+        (17, 1.0, False), (17, 0.9, False), (17, 0.8, False), (17, 0.7, False), (17, 1.0, True)]
+    assert [h.core for h in own_default] == [True, True, True, False, False]
     dropped = alignment.hypotheses(model, 13, 128, 128)
     assert [(h.shape.frames, h.crop) for h in dropped][:2] == [(13, 1.0), (17, 1.0)]
     odd = alignment.hypotheses(model, 120, 720, 1280)
     assert all(h.shape == alignment.default_shape(model) for h in odd)
+    # a 16:9 frame for a square model: stretched back, and also as the strip of a square frame it may be
+    assert [h.strip for h in odd[:2]] == [(1.0, 1.0), (0.5625, 1.0)]
+    boxed = alignment.hypotheses(model, 17, 720, 1280, box=(0, 280, 720, 720))
+    assert (boxed[0].box, boxed[0].strip) == ((0, 280, 720, 720), (1.0, 1.0)) and boxed[1].box is None
 
 
 def test_peer_suite_attacks_do_what_their_names_say():

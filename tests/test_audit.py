@@ -103,8 +103,8 @@ def test_mixed_folder_gives_one_row_per_video_like_input(world):
     summary = summary_of(world["result"])
     assert summary["files"] == 9 and summary["checked"] == 8 and summary["duplicates"] == 1
     assert summary["skipped"] == 1 and "notes.txt" in summary["skipped_examples"][0]
-    assert summary["verdicts"] == {"tampered": 1, "signed-synthetic": 3, "watermarked-synthetic": 1,
-                                   "likely-synthetic": 1, "no-evidence": 1, "error": 2}
+    assert summary["verdicts"] == {"tampered": 1, "signed-synthetic": 3, "watermarked-segment": 0,
+                                   "watermarked-synthetic": 1, "likely-synthetic": 1, "no-evidence": 1, "error": 2}
 
 
 def test_rows_carry_the_verify_object_and_audit_fields(world):
@@ -363,3 +363,49 @@ def test_a_worker_dying_on_a_file_costs_that_file_one_row(world, watermark_key):
     assert [Path(r["file"]).name for r in rows] == ["random.mp4", "unmarked.mp4", "truncated.mp4"]
     assert rows[1]["verdict"] is None and "worker process died" in rows[1]["errors"][0]
     assert "not a readable video" in rows[0]["errors"][0] and rows[2]["errors"]
+
+
+def test_special_files_are_rows_and_a_resumed_audit_counts_as_the_first(tmp_path):
+    """A FIFO found in a folder or named by a list is an error row, refused from ``stat`` (opening it would block
+    the audit forever); a resumed audit's counters (duplicates, errors, verdicts) are the first run's."""
+    import signal
+
+    from framemark.audit.work import Outcome
+    from framemark.audit.rows import audit_row
+    from framemark.detect.verdict import Verdict
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in (("a.mp4", b"A" * 100), ("a2.mp4", b"A" * 100), ("b.mp4", b"B" * 100),
+                       ("b2.mp4", b"B" * 100), ("c.mp4", b"C" * 100)):
+        (folder / name).write_bytes(data)
+    os.mkfifo(folder / "pipe.mp4")
+    os.mkfifo(folder / "pipe.bin")  # found by being special, not by its name
+
+    def engine(tasks, config):  # what a worker answers for a file that does not decode
+        for t in tasks:
+            yield Outcome(audit_row(Verdict.not_checked(t.path, ["cannot read video: test"]), sha256=t.sha256,
+                                    size=t.size, mtime_ns=t.mtime_ns))
+
+    signal.alarm(60)  # a FIFO opened by mistake would hang here
+    try:
+        found = discovery.discover(folder)
+        assert sorted(Path(i.path).name for i in found.items) == ["a.mp4", "a2.mp4", "b.mp4", "b2.mp4", "c.mp4",
+                                                                   "pipe.bin", "pipe.mp4"]
+        listed = tmp_path / "list.csv"
+        listed.write_text(f"path\n{folder / 'pipe.mp4'}\n")
+        config = verify_config()
+        first = audit.run_audit(found.items, config, tmp_path / "out", engine=engine).summary
+        again = audit.run_audit(discovery.discover(folder).items, config, tmp_path / "out", engine=engine).summary
+        from_list = audit.run_audit(discovery.discover(listed).items, config, tmp_path / "out-list", engine=engine)
+    finally:
+        signal.alarm(0)
+    assert first["duplicates"] == again["duplicates"] == 2
+    for key in ("files", "duplicates", "unreadable", "with_errors", "verdicts", "skipped"):
+        assert first[key] == again[key], key
+    assert first["checked"] == 3 and again["checked"] == 0 and again["resumed"] == 5
+    assert first["unreadable"] == 2  # the FIFOs, retried (and refused again) on every run
+    rows = by_name(rows_in(tmp_path / "out"))
+    assert "it is a FIFO (named pipe), not a regular file" in rows["pipe.mp4"]["errors"][0]
+    (row,) = from_list.rows
+    assert row["verdict"] is None and "it is a FIFO" in row["errors"][0]

@@ -43,6 +43,7 @@ def same_recovery(a, b) -> None:
     assert (a.hypothesis, a.hypotheses_tried, a.hypotheses_total) == (b.hypothesis, b.hypotheses_tried,
                                                                        b.hypotheses_total)
     assert (a.model, a.models_tried, a.models_total) == (b.model, b.models_tried, b.models_total)
+    assert (a.stage, a.inversions) == (b.stage, b.inversions)
     for f in dataclasses.fields(a.extraction):
         x, y = getattr(a.extraction, f.name), getattr(b.extraction, f.name)
         if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
@@ -144,7 +145,7 @@ def test_verify_in_batches_prints_what_one_at_a_time_prints(files, cli, keyed_ho
     for batch in ("1", "2"):
         result = cli("verify", *paths, "--json", "--batch-size", batch, home=home)
         assert result.exit_code == 0, result.output
-        reports = json.loads(result.output[result.output.index("["):])
+        reports = json.loads(result.stdout)
         shown.append([{k: v for k, v in r.items() if k not in ("timing", "seconds")} for r in reports])
     assert shown[0] == shown[1]
     assert [r["verdict"] for r in shown[0]] == ["watermarked-synthetic", "watermarked-synthetic", "likely-synthetic"]

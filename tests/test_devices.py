@@ -88,7 +88,7 @@ def marked(tmp_path_factory, keyed_home, make_clip):
 def _verify(cli, marked, *flags) -> dict:
     result = cli("verify", marked["path"], "--json", "--no-classifier", *flags, home=marked["home"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output[result.output.index("["):])[0]
+    return json.loads(result.stdout)[0]
 
 
 def test_bf16_verify_runs_end_to_end_on_the_cpu(cli, marked):

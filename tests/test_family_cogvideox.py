@@ -284,7 +284,7 @@ def cogvideox_clip(folders, cli, keyed_home, tmp_path_factory):
 def _verify(cli, clip, *extra):
     result = cli("verify", clip["path"], "--json", *extra, home=clip["home"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output[result.output.index("["):])[0]
+    return json.loads(result.stdout)[0]
 
 
 def test_generate_with_a_cogvideox_folder_writes_a_marked_signed_clip_that_verifies(cli, folders, cogvideox_clip):

@@ -160,7 +160,7 @@ def test_verify_reports_each_file_and_exits_3_on_bad_ones(keyed_home, make_clip,
     result = cli("verify", good, corrupt, text, "--json", "--steps", "2", home=home)
     assert result.exit_code == 3, result.output
     assert "Traceback" not in result.output
-    reports = json.loads(result.output[result.output.index("["):])
+    reports = json.loads(result.stdout)
     assert [r["file"] for r in reports] == [str(good), str(corrupt), str(text)]
     assert reports[0]["errors"] == [] and reports[0]["watermark"]["key_id"] == keys.load_watermark_key(
         keys.watermark_key_path(home)).key_id
@@ -176,5 +176,5 @@ def test_verify_with_a_missing_key_file_exits_2(home, tmp_path, cli):
 def test_verify_without_any_key_checks_c2pa_only_and_exits_3(home, tmp_path, cli):
     result = cli("verify", str(tmp_path / "x.mp4"), "--json")
     assert result.exit_code == 3 and "checking C2PA manifests only" in result.output
-    (report,) = json.loads(result.output[result.output.index("["):])
+    (report,) = json.loads(result.stdout)
     assert report["verdict"] is None and "file not found" in report["errors"][0]

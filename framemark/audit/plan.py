@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from framemark.detect.verdict import Verdict
+from framemark.media import special_file_kind
 
 from .discovery import Item
 from .rows import audit_row
@@ -69,7 +71,8 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
 def plan(items: list[Item], stored_rows: list[dict], *, hash_threads: int = 4) -> Plan:
     """Hash what needs hashing and decide what is left to do.
 
-    Files that cannot be read get a row at once (``failed``) and are retried on the next run.
+    Files that cannot be read get a row at once (``failed``) and are retried on the next run; so do FIFOs,
+    sockets and devices, refused from ``stat`` before anything opens them.
     """
     by_sha: dict[str, dict] = {}
     for r in stored_rows:  # the row of the file that was checked, not of a copy that shared its result
@@ -82,6 +85,8 @@ def plan(items: list[Item], stored_rows: list[dict], *, hash_threads: int = 4) -
     def hash_one(item: Item) -> tuple[Item, tuple | str]:
         try:
             st = os.stat(item.path)
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):  # never opened: reading a FIFO blocks
+                return item, f"cannot read video {item.path!r}: {special_file_kind(st.st_mode)}, not a regular file"
             cached = by_stat.get((item.path, st.st_size, st.st_mtime_ns))
             started = time.perf_counter()
             sha = cached or file_sha256(item.path)

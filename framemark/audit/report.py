@@ -23,7 +23,8 @@ import numpy as np
 
 from framemark.detect.verdict import ERROR, FLAGGED, VERDICTS, verdict_name
 
-COLOURS = {"tampered": "#c0392b", "signed-synthetic": "#6c3483", "watermarked-synthetic": "#2471a3",
+COLOURS = {"tampered": "#c0392b", "signed-synthetic": "#6c3483", "watermarked-segment": "#1a5276",
+           "watermarked-synthetic": "#2471a3",
            "likely-synthetic": "#d68910", "no-evidence": "#7f8c8d", ERROR: "#212f3c"}
 LABEL_COLOURS = {"synthetic": "#2471a3", "real": "#27ae60", "unlabelled": "#95a5a6"}
 SCORE_CAP = 50.0      # -log10 p-values above this are drawn at the cap
@@ -394,7 +395,8 @@ def render_report(rows: list[dict], thumbnails: Mapping[str, bytes] | None = Non
         out.append('<table class="kv">' + "".join(
             f"<tr><td class=muted>{_e(k)}</td><td>{'—' if v is None else (f'{v:.3f}' if isinstance(v, float) else v)}"
             f"</td></tr>" for k, v in metrics.items()) + "</table>")
-        out.append('<p class="muted">flagged = tampered, signed-synthetic, watermarked-synthetic or likely-synthetic; '
+        flagged = [v for v in VERDICTS if v in FLAGGED]
+        out.append(f'<p class="muted">flagged = {", ".join(flagged[:-1])} or {flagged[-1]}; '
                    'files that could not be checked are left out of the metrics.</p>')
         out.append("<table><tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>" + "".join(
             f"<tr><th>{_e(t)}</th>" + "".join(f"<td>{int(v)}</td>" for v in m[i]) + "</tr>"

@@ -5,7 +5,9 @@ A worker loads through the runtime once (:class:`Auditor`: ``resolved.load()``, 
 ledger opened on first need) on its own device (:func:`on_device`: one worker per GPU), and calls
 ``runtime.verify(path)`` per file, or, for a batch (a worker on a GPU), ``runtime.verify_many(paths)``, which
 inverts the batch's clips together and gives the same verdicts; nothing here loads a key, a model or a ledger by
-itself. Limits come first, from ``stat`` and the container headers, so a file over a limit is never decoded.
+itself. Limits come first, from ``stat`` and the container headers, so a file over a limit is never decoded; the
+runtime then decodes what is within them as `verify` does (``detect.verify.decode``: bounded in frames and bytes,
+every decoded frame held to the same limits), so a worker's memory does not follow an upload's resolution.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ class Auditor:
         self.config = config
         resolved = config.resolved
         threads = config.threads or max(1, os.cpu_count() or 1)
-        self.runtime = replace(resolved, options=replace(resolved.options, threads=threads)).load()
+        # the runtime refuses and bounds by the audit's limits, whatever the options it was resolved with said
+        options = replace(resolved.options, threads=threads, limits=config.limits)
+        self.runtime = replace(resolved, options=options).load()
 
     def audit(self, task: Task) -> Outcome:
         """The outcome of ``task``; a bug of ours on an odd file is that file's row, never the batch's end."""
@@ -128,7 +132,7 @@ def _limits(task: Task, config: AuditConfig) -> _Checked:
             duration_s = round(info.duration_s, 3)
             video = {"width": info.width, "height": info.height, "fps": round(info.fps, 3),
                      "frames": info.num_frames, "codec": info.codec}
-            problem = limits.video_problem(info.width, info.height, info.duration_s)
+            problem = limits.header_problem(info)
     return _Checked(task, problem, video, duration_s, probe_s, started, cpu_started)
 
 
@@ -163,9 +167,10 @@ def _outcome(checked: _Checked, verdict: Verdict, config: AuditConfig,
 
 
 def thumbnail(path: str) -> bytes | None:
-    """A JPEG of the middle of the first frames, longest side THUMBNAIL_SIZE; None if the file does not decode."""
+    """A JPEG of the middle of the first frames, longest side THUMBNAIL_SIZE (scaled while decoded: a 4K file costs
+    no more than a small one); None if the file does not decode."""
     try:
-        frames = media.read_video(path, max_frames=9).frames
+        frames = media.read_video(path, max_frames=9, fit=(THUMBNAIL_SIZE, THUMBNAIL_SIZE)).frames
         return media.jpeg(frames[len(frames) // 2], longest=THUMBNAIL_SIZE, quality=THUMBNAIL_QUALITY)
     except FramemarkError:
         return None

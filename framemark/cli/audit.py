@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .common import (EXIT_FAIL_ON, EXIT_INTERRUPTED, Progress, check_placement, device_options, echo_notes, fail,
-                     runtime_options, user_errors, verification_options)
+                     limit_options, parse_limits, runtime_options, user_errors, verification_options)
 
 
 @click.command()
@@ -30,11 +30,7 @@ from .common import (EXIT_FAIL_ON, EXIT_INTERRUPTED, Progress, check_placement, 
 @click.option("--fail-on", "fail_on", default=None, metavar="VERDICT,...",
               help="Exit 4 if any file has one of these verdicts (or 'error': could not be checked).")
 @verification_options
-@click.option("--max-size", default="2GiB", show_default=True, help="Skip (with an error row) larger files.")
-@click.option("--max-duration", default=600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Seconds; longer videos get an error row.")
-@click.option("--max-resolution", default="3840x2160", show_default=True,
-              help="WxH; larger videos (either orientation) get an error row.")
+@limit_options
 @click.option("--max-frames", default=600, show_default=True, type=click.IntRange(min=1),
               help="Frames decoded per file (longer clips are checked on their start).")
 @device_options
@@ -62,23 +58,20 @@ def audit(source, out_dir, workers, engine, ray_address, threads, report_file, l
     from framemark.audit.run import fail_on_hits
     from framemark.detect.batch import default_batch_size
     from framemark.detect.verdict import parse_verdicts, verdict_name
-    from framemark.limits import Limits, parse_resolution, parse_size
 
     try:
         fail_set = parse_verdicts(fail_on)
-        width, height = parse_resolution(max_resolution)
-        limits = Limits(max_bytes=parse_size(max_size), max_duration_s=max_duration, max_width=width,
-                        max_height=height, max_frames=max_frames)
     except ValueError as exc:
         fail(str(exc))
+    limits = parse_limits(max_size, max_duration, max_resolution, max_frames)
     if ray_address and engine != "ray":
         fail("--ray-address needs --engine ray")
     devices = local_devices(device, dtype, devices_list, workers, engine=engine, ray_address=ray_address)
     first = device if devices is None else devices[0]  # the runtime's device; each local worker gets its own
     batch = batch_size or default_batch_size(first)
     options = runtime_options(key_file=key_file, model_dir=model_dir, trust_files=trust_files,
-                              ledger_path=ledger_path, fpr=fpr, steps=steps, max_frames=max_frames, device=first,
-                              dtype=dtype, save_memory=save_memory)
+                              ledger_path=ledger_path, fpr=fpr, steps=steps, max_frames=max_frames, limits=limits,
+                              device=first, dtype=dtype, save_memory=save_memory)
     with user_errors():
         found = auditing.discover(source, exclude=[out_dir])
         items = found.items

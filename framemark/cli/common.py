@@ -121,6 +121,38 @@ def verification_options(command):
     return command
 
 
+def limit_options(command):
+    """The limits `verify` and `audit` share (``framemark.limits.Limits``): a file over one is refused with an error
+    entry (an audit row) that says which, from its size and headers before any decoding, and from what is
+    decoded. Parsed by :func:`parse_limits`."""
+    options = [
+        click.option("--max-size", default="2GiB", show_default=True,
+                     help="Refuse larger files (an error entry saying so)."),
+        click.option("--max-duration", default=600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                     help="Seconds; refuse longer videos (by their headers, or by what they decode to)."),
+        click.option("--max-resolution", default="3840x2160", show_default=True,
+                     help="WxH; refuse larger videos (either orientation)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def parse_limits(max_size: str, max_duration: float, max_resolution: str, max_frames: int | None = None):
+    """:func:`limit_options`' values as ``framemark.limits.Limits``, or exit 2 in words."""
+    from dataclasses import replace
+
+    from framemark.limits import Limits, parse_resolution, parse_size
+
+    try:
+        width, height = parse_resolution(max_resolution)
+        limits = Limits(max_bytes=parse_size(max_size), max_duration_s=max_duration, max_width=width,
+                        max_height=height)
+    except ValueError as exc:
+        fail(str(exc))
+    return replace(limits, max_frames=max_frames) if max_frames is not None else limits
+
+
 def device_options(command):
     """The options every command that runs the model shares: where it runs (``--device``), in which precision
     (``--dtype``) and whether to trade speed for memory (``--save-memory``). Checked, before anything loads,

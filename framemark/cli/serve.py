@@ -23,6 +23,9 @@ from .common import check_placement, device_options, fail, verification_options
               help="Longest video accepted, from its headers: 422 beyond it.")
 @click.option("--max-resolution", default="3840x2160", show_default=True,
               help="WxH; larger videos (either orientation) are refused with 422.")
+@click.option("--upload-timeout-s", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Longest wait for the next bytes of an upload's body: a stalled upload is answered 408 and its "
+                   "connection and temporary file are let go.")
 @click.option("--queue", "queue_limit", default=4, show_default=True, type=click.IntRange(min=1),
               help="Jobs admitted per worker (running + waiting); the next is answered 503 with Retry-After.")
 @click.option("--tokens", "tokens_file", type=click.Path(path_type=Path),
@@ -38,7 +41,8 @@ from .common import check_placement, device_options, fail, verification_options
 @device_options
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve(host, port, workers, max_upload_mb, max_duration_s, max_resolution, queue_limit, tokens_file, no_auth,
+def serve(host, port, workers, max_upload_mb, max_duration_s, max_resolution, upload_timeout_s, queue_limit,
+          tokens_file, no_auth,
           keep_uploads, max_generate_steps, threads, fpr, key_file, model_dir, steps, trust_files, ledger_path,
           device, dtype, save_memory, log_level):
     """Serve the HTTP API (verify, generate, C2PA soft-binding resolution) and the web page at /.
@@ -56,7 +60,8 @@ def serve(host, port, workers, max_upload_mb, max_duration_s, max_resolution, qu
     check_placement(device, dtype)
     settings = service.Settings(
         host=host, port=port, workers=workers, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-        max_duration_s=max_duration_s, max_width=width, max_height=height, queue_limit=queue_limit,
+        max_duration_s=max_duration_s, max_width=width, max_height=height, upload_timeout_s=upload_timeout_s,
+        queue_limit=queue_limit,
         auth=not no_auth, tokens_file=str(tokens_file) if tokens_file else None,
         keep_uploads=str(keep_uploads) if keep_uploads else None, key_file=str(key_file) if key_file else None,
         model_dir=str(model_dir) if model_dir else None, trust_files=tuple(str(p) for p in trust_files),

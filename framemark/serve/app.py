@@ -16,8 +16,12 @@ traceback server-side and answered 500 ``internal_error`` with the request id, n
 docs/serve.md is the reference.
 """
 
+import fcntl
 import json
 import logging
+import os
+import shutil
+import stat
 import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,16 +45,59 @@ DESCRIPTION = ("Verify uploaded videos (C2PA manifest, latent watermark, ledger 
                "Errors are JSON: {code, message}. Reference: docs/serve.md.")
 
 
+UPLOAD_DIR_PREFIX = "framemark-serve-"
+
+
+def remove_leftover_upload_dirs(base: Path) -> list[Path]:
+    """Remove the upload folders that earlier processes left in ``base`` (killed before their clean-up: their
+    uploads would stay on disk forever). A worker holds an exclusive lock (``flock``) on its folder for its life
+    and the kernel drops it when the process dies, so a folder whose lock can be taken is nobody's; the other
+    workers of this service, starting alongside, keep theirs. Only this user's folders are touched."""
+    removed = []
+    for folder in sorted(base.glob(UPLOAD_DIR_PREFIX + "*")):
+        try:
+            st = folder.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live worker's
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def own_upload_dir(base: Path | None) -> tuple[Path, int]:
+    """A new upload folder in ``base`` (None: the system temp folder) and the descriptor that holds its lock:
+    keep it open for as long as the folder is in use. The folder is made under a hidden name the clean-up does
+    not look at and renamed once locked, so no other worker ever sees it unlocked."""
+    making = Path(tempfile.mkdtemp(prefix="." + UPLOAD_DIR_PREFIX, dir=base))
+    fd = os.open(making, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    folder = making.with_name(making.name[1:])
+    os.rename(making, folder)
+    return folder, fd
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    """The upload folder for the app's life; the runtime's notes and a ready line in the log; everything closed
-    at the end."""
+    """The upload folder for the app's life (uploads that earlier, killed processes left behind removed first);
+    the runtime's notes and a ready line in the log; everything closed at the end."""
     service: Service = app.state.service
     base = Path(service.settings.upload_dir) if service.settings.upload_dir else None
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.TemporaryDirectory(prefix="framemark-serve-", dir=base)
-    service.upload_dir = Path(tmp.name)
+    for folder in remove_leftover_upload_dirs(base or Path(tempfile.gettempdir())):
+        log.warning(json.dumps({"event": "removed_leftover_uploads", "folder": str(folder)}))
+    upload_dir, owner_lock = own_upload_dir(base)
+    service.upload_dir = upload_dir
     for note in service.engine.runtime.resolved.notes:
         log.warning(note)
     model = service.engine.model
@@ -60,7 +107,8 @@ async def lifespan(app: FastAPI):
         yield
     finally:
         service.close()
-        tmp.cleanup()
+        shutil.rmtree(upload_dir, ignore_errors=True)
+        os.close(owner_lock)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -141,7 +141,8 @@ def first_frame_data_url(path: str, longest: int = 480) -> str | None:
     from framemark.errors import FramemarkError
 
     try:
-        jpeg = media.jpeg(media.read_video(path, max_frames=1).frames[0], longest=longest, quality=85)
+        frame = media.read_video(path, max_frames=1, fit=(longest, longest)).frames[0]  # scaled while decoded
+        jpeg = media.jpeg(frame, longest=longest, quality=85)
     except FramemarkError:
         return None
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")

@@ -32,6 +32,7 @@ CODES: dict[str, int] = {
     "missing_token": 401, "invalid_token": 401,
     "insufficient_scope": 403,
     "not_found": 404, "manifest_not_found": 404,
+    "upload_timeout": 408,
     "upload_too_large": 413,
     "not_a_video": 415, "not_multipart": 415,
     "unreadable_video": 422, "duration_over_limit": 422, "resolution_over_limit": 422, "invalid_request": 422,
@@ -42,7 +43,7 @@ CODES: dict[str, int] = {
 # OpenAPI document says each status means
 STATUS_CODES: dict[int, str] = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    406: "not_acceptable", 413: "upload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+    406: "not_acceptable", 408: "upload_timeout", 413: "upload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
     429: "too_many_requests", 503: "unavailable"}
 
 
@@ -116,7 +117,7 @@ async def _answer(request: Request, exc: Exception) -> JSONResponse:
     error = as_api_error(request, exc)
     request.state.code = error.code
     headers = dict(error.headers)
-    if error.status == 413:
+    if error.status in (408, 413):
         headers.setdefault("Connection", "close")  # the rest of the body is not read
     return error_response(error.status, error.code, error.message, headers or None, **error.extra)
 

@@ -75,7 +75,7 @@ async def by_large_binding(query: BindingQuery, max_results: int = max_results_q
 
 @router.post("/matches/byContent", tags=[TAG], response_model=QueryResult,
              summary="Manifest ids that a clip's watermark resolves to", dependencies=[auth.VERIFY],
-             openapi_extra={"requestBody": CONTENT_BODY}, responses=responses(400, 401, 403, 413, 415, 422, 503))
+             openapi_extra={"requestBody": CONTENT_BODY}, responses=responses(400, 401, 403, 408, 413, 415, 422, 503))
 async def by_content(request: Request, alg: str | None = Query(None, description="soft-binding algorithm"),
                      max_results: int = max_results_q,
                      hint_alg: str | None = Query(None, alias="hintAlg", description="ignored"),

@@ -44,7 +44,8 @@ class Service:
         """Room in the queue first (a full queue answers before the body is read), then the streamed upload,
         then sniffing, probing and limits: the upload and its header facts (``video``)."""
         self.engine.check_room()
-        upload = await uploads.receive(request, self.upload_dir, self.settings.max_upload_bytes, allow_raw=allow_raw)
+        upload = await uploads.receive(request, self.upload_dir, self.settings.max_upload_bytes, allow_raw=allow_raw,
+                                       timeout_s=self.settings.upload_timeout_s)
         try:
             video = await run_in_threadpool(uploads.inspect, upload, self.limits)
         except BaseException:

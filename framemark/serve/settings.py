@@ -32,6 +32,7 @@ class Settings:
     max_width: int = 3840                    # longer side (422)
     max_height: int = 2160                   # shorter side (422)
     max_frames: int = DEFAULT_MAX_FRAMES     # frames decoded per upload (longer clips are checked on their start)
+    upload_timeout_s: float = 30.0           # longest wait for the next bytes of an upload's body (408 after)
     upload_dir: str | None = None            # where uploads stream to (default: the system temp folder)
     keep_uploads: str | None = None          # keep each upload here, named by its SHA-256, instead of deleting it
     # the bounded model queue of each worker process: jobs running + waiting; one more is answered 503
@@ -62,7 +63,8 @@ class Settings:
         threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
         return Options(key_file=self.key_file, model_dir=self.model_dir, trust_files=tuple(self.trust_files),
                        ledger_path=self.ledger_path, fpr=self.fpr, steps=self.steps, max_frames=self.max_frames,
-                       device=self.device, dtype=self.dtype, save_memory=self.save_memory, threads=threads)
+                       limits=self.upload_limits(), device=self.device, dtype=self.dtype,
+                       save_memory=self.save_memory, threads=threads)
 
     def tokens_path(self) -> Path:
         from framemark.keys import framemark_home
@@ -101,6 +103,7 @@ class Settings:
         """/v1/info's ``limits``; ``generate_frames``: what :meth:`generate_frames` allows with the loaded model."""
         return {"max_upload_bytes": self.max_upload_bytes, "max_duration_s": self.max_duration_s,
                 "max_resolution": f"{self.max_width}x{self.max_height}", "max_frames": self.max_frames,
+                "upload_timeout_s": self.upload_timeout_s,
                 "queue_limit_per_worker": self.queue_limit, "workers": self.workers,
                 "max_generate_steps": self.max_generate_steps,
                 "max_generate_frames": generate_frames[-1] if generate_frames else self.max_generate_frames,

@@ -3,13 +3,15 @@
 Nothing here holds a whole upload in memory: the body is read chunk by chunk, parsed (multipart/form-data with a
 ``file`` field, or a raw body as the C2PA Soft Binding Resolution API's ``/matches/byContent`` sends it), hashed
 and written to disk. A body that grows past the limit is refused with 413 the moment it does, without reading the
-rest. Then, before any decoding, :func:`inspect` applies what `framemark audit` applies to files on disk: content
+rest; one that stalls (no bytes for ``upload_timeout_s``) with 408, and its connection is closed, so a client that
+sends headers and stops holds neither a connection nor a temporary file. Then, before any decoding, :func:`inspect` applies what `framemark audit` applies to files on disk: content
 sniffing (``media.sniff_container``), a header probe (``media.probe_video``) and the duration/resolution limits
 (``framemark.limits.Limits``). Every refusal is an :class:`~.errors.ApiError` with its stable code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -22,7 +24,7 @@ from starlette.requests import ClientDisconnect
 
 from framemark import media
 from framemark.errors import FramemarkError
-from framemark.limits import Limits, format_bytes
+from framemark.limits import Limits, claimed_duration_s, format_bytes
 
 from .errors import ApiError
 
@@ -171,8 +173,27 @@ class _MultipartFile:
             raise ApiError("bad_multipart", f"the multipart body is malformed: {exc}") from None
 
 
-async def receive(request, directory: Path, max_bytes: int, *, allow_raw: bool = True) -> Upload:
-    """Stream the request's upload into ``directory``. Raises ApiError (the file is then gone)."""
+def stalled(timeout_s: float) -> ApiError:
+    return ApiError("upload_timeout", f"the upload stalled: no data arrived for {timeout_s:g} s")
+
+
+async def _body(request, timeout_s: float | None):
+    """The request body's chunks, each awaited at most ``timeout_s`` seconds (None: without a limit)."""
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout_s)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise stalled(timeout_s or 0.0) from None
+        yield chunk
+
+
+async def receive(request, directory: Path, max_bytes: int, *, allow_raw: bool = True,
+                  timeout_s: float | None = None) -> Upload:
+    """Stream the request's upload into ``directory``; ``timeout_s``: the longest wait for the body's next bytes
+    (408 after it). Raises ApiError (the file is then gone)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -191,7 +212,7 @@ async def receive(request, directory: Path, max_bytes: int, *, allow_raw: bool =
                 raise ApiError("bad_multipart", "multipart/form-data without a boundary")
             form = _MultipartFile(boundary, sink)
             received = 0
-            async for chunk in request.stream():
+            async for chunk in _body(request, timeout_s):
                 received += len(chunk)
                 if received > max_bytes + MULTIPART_SLACK:
                     raise too_large(max_bytes)
@@ -201,7 +222,7 @@ async def receive(request, directory: Path, max_bytes: int, *, allow_raw: bool =
                 raise ApiError("missing_file", f"the form has no {FIELD!r} field with the video")
             filename, content_type = form.filename, form.content_type
         elif allow_raw:
-            async for chunk in request.stream():
+            async for chunk in _body(request, timeout_s):
                 sink.write(chunk)
             filename, content_type = request.headers.get("x-filename"), ctype or None
         else:
@@ -230,16 +251,13 @@ def inspect(upload: Upload, limits: Limits) -> dict:
     if upload.size == 0:
         raise ApiError("empty_upload", "the upload is empty (0 bytes)")
     container = media.sniff_container(upload.head)
-    if container is None:
-        raise ApiError("not_a_video", "its content is not a video container this service reads (MP4/MOV, "
-                                      "Matroska/WebM, AVI, MPEG-TS, ...)")
+    if container is None:  # the words `framemark verify` puts in its error entry for the same file
+        raise ApiError("not_a_video", media.content_problem(upload.head) or "not a video")
     try:
         info = media.probe_video(upload.path)
     except FramemarkError as exc:
         raise ApiError("unreadable_video", scrub_text(str(exc), upload)) from None
-    # a header may declare a frame count its duration does not account for (10^9 frames in 2 s): the longer of
-    # the two readings is the one the limit applies to, so a lying header cannot promise unbounded decoding
-    duration_s = max(info.duration_s, info.num_frames / info.fps if info.fps > 0 else 0.0)
+    duration_s = claimed_duration_s(info)  # a lying header cannot promise unbounded decoding
     for code, problem in (("resolution_over_limit", limits.resolution_problem(info.width, info.height)),
                           ("duration_over_limit", limits.duration_problem(duration_s))):
         if problem is not None:

@@ -79,7 +79,7 @@ def router(service: Service) -> APIRouter:
 
     @api.post("/v1/verify", tags=["verify"], summary="Verify one uploaded video",
               openapi_extra={"requestBody": UPLOAD_BODY},
-              responses=responses(400, 401, 403, 413, 415, 422, 503), dependencies=[auth.VERIFY])
+              responses=responses(400, 401, 403, 408, 413, 415, 422, 503), dependencies=[auth.VERIFY])
     async def verify(request: Request, first_frame: bool = Query(
             False, description="also return the first frame as a JPEG data URL (`first_frame`), for the page"),
             service: Service = Depends(services.of)):

@@ -226,6 +226,11 @@ def identity_of(folder: Path, family: str) -> ModelIdentity:
                          family=family, folder=folder)
 
 
+def first_look_of(card: dict) -> bool:
+    """The card's ``verification.first_look``: True only when it says so (``bench/first_look.py`` measures it)."""
+    return (card.get("verification") or {}).get("first_look") is True
+
+
 def overridden(value, card: dict, key: str):
     """A dataclass of limits or defaults with the fields the card's ``key`` object names replaced."""
     given = card.get(key) or {}
@@ -344,6 +349,10 @@ class VideoModel(ABC):
     # Whether the family's code sends every input to ``execution_device`` of the component it feeds (never to
     # ``component.device``), so that :meth:`save_memory` may offload the components to the CPU between calls.
     supports_offload: bool = False
+    # Whether the VAE latent of this model's clips is known to predict what the inversion finds (the card's
+    # ``verification.first_look``, set from a measurement: ``bench/first_look.py``). The verifier then skips the
+    # inversion of a clip whose latent shows no trace of the key (``detect.recovery``). Off unless measured.
+    first_look: bool = False
 
     @property
     @abstractmethod

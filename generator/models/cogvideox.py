@@ -39,7 +39,7 @@ from framemark.errors import GenerationError
 
 from . import ddim
 from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
-                   identity_of, load_pipeline, load_vae, overridden, read_card)
+                   first_look_of, identity_of, load_pipeline, load_vae, overridden, read_card)
 
 PIPELINE_CLASS = "CogVideoXPipeline"
 # A CogVideoX folder without a framemark.json: the request the published models are made for. 1.0 (2B, 5B): the
@@ -134,6 +134,7 @@ class CogVideoXVideoModel(VideoModel):
         self.defaults = overridden(COGVIDEOX15_DEFAULTS if self.patch_size_t else COGVIDEOX_DEFAULTS, card,
                                    "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
+        self.first_look = first_look_of(card)
         self._empty_prompt: torch.Tensor | None = None
         self._count_tokens = TokenCounter(pipeline.tokenizer)
 

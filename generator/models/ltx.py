@@ -31,7 +31,7 @@ from framemark.errors import ModelError
 
 from . import flow
 from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
-                   execution_device, identity_of, load_pipeline, load_vae, overridden, read_card)
+                   execution_device, first_look_of, identity_of, load_pipeline, load_vae, overridden, read_card)
 
 PIPELINE_CLASS = "LTXPipeline"
 # LTXPipeline's own default context: prompts are padded to it (and a longer one would be truncated, which
@@ -155,6 +155,7 @@ class LTXVideoModel(VideoModel):
         self.max_sequence_length = int(card.get("max_sequence_length", min(MAX_SEQUENCE_LENGTH, tokenizer_max)))
         self.defaults = overridden(LTX_DEFAULTS, card, "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
+        self.first_look = first_look_of(card)
         self._empty_prompt: tuple[torch.Tensor, torch.Tensor] | None = None
         self._count_tokens = TokenCounter(pipeline.tokenizer)
 

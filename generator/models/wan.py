@@ -17,7 +17,7 @@ import torch
 
 from . import flow
 from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
-                   execution_device, identity_of, load_pipeline, load_vae, overridden, read_card)
+                   execution_device, first_look_of, identity_of, load_pipeline, load_vae, overridden, read_card)
 
 PIPELINE_CLASS = "WanPipeline"
 # Wan's text context: prompts are padded to it, as the real models are trained, so that a plain
@@ -133,6 +133,7 @@ class WanVideoModel(VideoModel):
         self._autoencoder = WanAutoencoder(pipeline.vae, folder)
         self.defaults = overridden(WAN_DEFAULTS, card, "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
+        self.first_look = first_look_of(card)
         self._empty_prompt: torch.Tensor | None = None
         self._count_tokens = TokenCounter(pipeline.tokenizer)
 

@@ -239,6 +239,7 @@
     const c = r.c2pa || {}, t = ((r.watermark || {}).tamper) || {};
     const reasons = [];
     if (c.state === "Invalid") reasons.push("the file's C2PA manifest is invalid (the bytes changed after signing, or the signature is broken)");
+    if (c.state === "damaged") reasons.push("the file's C2PA manifest is damaged (its boxes were renamed or broken)");
     if (c.soft_binding_matches_watermark === false) reasons.push("the manifest names another watermark than the one in the video");
     if (t.reordered) reasons.push("frames were moved out of their order");
     if ((t.foreign_latent_frames || []).length) reasons.push("some frames do not carry the watermark (replaced or inserted)");
@@ -251,6 +252,7 @@
       Trusted: ["Trusted", "ok", "Signature valid and the signer chains to a trusted root."],
       Valid: ["Valid · signer not trusted", "warn", "Signature valid, but the signer is not one this server trusts."],
       Invalid: ["Invalid", "bad", "The manifest fails validation: the file changed after signing, or the signature is broken."],
+      damaged: ["Damaged", "bad", "The file holds the remains of a C2PA manifest that can no longer be read: its structure was broken."],
       absent: ["None", "", "No C2PA manifest in the file (never signed, or stripped by a platform)."],
     };
     const [name, kind, text] = states[c.state] || ["Unreadable", "bad", c.error || "C2PA could not read this file."];
@@ -292,6 +294,11 @@
       ["Key id", w.key_id],
       ["Bit agreement", w.bit_accuracy != null ? (100 * w.bit_accuracy).toFixed(1) + "%" : ""],
       ["Crop undone", al.crop_undone != null && al.crop_undone < 1 ? `${Math.round(100 * al.crop_undone)}% centre crop` : ""],
+      ["Mirrored", al.flipped ? "yes (read mirrored back)" : ""],
+      ["Picture inside bars", Array.isArray(al.content_box) ? `${al.content_box[3]}×${al.content_box[2]} at (${al.content_box[1]}, ${al.content_box[0]})` : ""],
+      ["Found at", w.segment ? `${w.segment.start_s.toFixed(2)}–${w.segment.end_s.toFixed(2)} s of ${w.segment.upload_s.toFixed(2)} s` +
+        (w.segment.copies > 1 ? `, looped ×${w.segment.copies}` : "") +
+        (w.segment.inside_other_footage ? ", inside other footage" : "") : ""],
     ]);
     const t = w.tamper || {};
     if (w.detected && t.assessed && Array.isArray(t.frame_agreement)) {

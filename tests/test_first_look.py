@@ -1,0 +1,82 @@
+"""The first look: the watermark test on a clip's VAE latent before any inversion (``detect.recovery.STAGES``).
+A marked clip of the embedded model is decided by it alone; the inversion runs only where the first look leaves a
+clip undecided and, on a model whose card turns ``first_look`` on, not for a clip that shows no trace of the key;
+the p-value counts both stages of every pair. Real model, real H.264 files."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+
+from framemark import media
+from framemark.detect.recovery import (FIRST_LOOK_CONTINUE_P, candidates, count_tests, encode_hypothesis,
+                                       recover_watermark, search_plan)
+from framemark.generator.models.base import first_look_of
+from framemark.lab import attacks
+from framemark.watermark import extract
+
+PROMPT = "a cyan star bouncing"
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, keyed_home, make_clip):
+    folder = tmp_path_factory.mktemp("first-look")
+    home = keyed_home("first-look")
+    marked, plain = folder / "marked.mp4", folder / "plain.mp4"
+    record = make_clip(marked, PROMPT, home=home, seed=11, clip_id="0123456789ab", sign=False)
+    make_clip(plain, PROMPT, home=home, seed=11, watermark=False, sign=False)
+    frames = media.read_video(marked).frames
+    return {"marked": frames, "plain": media.read_video(plain).frames,
+            "cropped": attacks.STANDARD["crop_80%"](frames), "payload": record["watermark"]["payload"]}
+
+
+def test_the_first_look_is_on_only_where_a_card_says_it_was_measured_to_work(model):
+    from framemark.generator.models import COGVIDEOX_MODEL_DIR, load_model
+
+    assert model.first_look is True  # measured: docs/benchmarks.md, "The first look"
+    # measured too, and off: the CogVideoX toy's clean latents carry no trace of the key
+    assert load_model(COGVIDEOX_MODEL_DIR).first_look is False
+    assert first_look_of({}) is False
+    assert first_look_of({"verification": {"first_look": "yes"}}) is False  # only an explicit true counts
+    assert first_look_of({"verification": {"first_look": True}}) is True
+
+
+def test_a_marked_clip_is_decided_by_its_latent_alone(clips, model, watermark_key):
+    frames = clips["marked"]
+    found = recover_watermark([model], watermark_key, frames)
+    assert found.extraction.detected and found.extraction.payload.hex == clips["payload"]
+    assert (found.stage, found.inversions, found.hypotheses_tried) == ("encoded", 0, 1)
+    # the reported p-value is the latent's own test times every test the search could make (pairs x stages)
+    plan = candidates([model], *frames.shape[:3])
+    hyp = plan[0][1]
+    raw = extract(watermark_key, encode_hypothesis(model, frames, hyp),
+                  template_frames=model.autoencoder.latent_frames(hyp.shape.frames))
+    assert count_tests(plan) == 2 * len(plan)
+    assert found.extraction.log10_p_value == pytest.approx(raw.log10_p_value + math.log10(count_tests(plan)))
+
+
+def test_an_unmarked_clip_is_not_inverted_when_the_card_allows_and_is_otherwise(clips, model, watermark_key):
+    cheap = recover_watermark([model], watermark_key, clips["plain"])
+    assert not cheap.extraction.detected
+    assert cheap.hypotheses_tried == cheap.hypotheses_total and cheap.inversions == 0
+    # the first look shows no trace of the key on any pair: an uncorrected p above the continue bound
+    assert cheap.extraction.log10_p_value - math.log10(2 * cheap.hypotheses_total) > math.log10(FIRST_LOOK_CONTINUE_P)
+    unmeasured = copy.copy(model)
+    unmeasured.first_look = False  # a model without the measurement: every undecided core hypothesis is inverted
+    full = recover_watermark([unmeasured], watermark_key, clips["plain"])
+    assert not full.extraction.detected
+    plan = search_plan([model], clips["plain"])
+    core = [entry for entry in plan if entry.hypothesis.core]
+    assert 0 < len(core) < len(plan)  # mirrors and deep crops cost an encode only
+    assert full.inversions == len(core) and full.hypotheses_tried == len(plan)
+
+
+def test_a_crop_is_found_under_its_hypothesis_by_either_search(clips, model, watermark_key):
+    unmeasured = copy.copy(model)
+    unmeasured.first_look = False
+    for m in (model, unmeasured):
+        found = recover_watermark([m], watermark_key, clips["cropped"])
+        assert found.extraction.detected and found.hypothesis.crop < 1.0, m.first_look
+        assert found.extraction.payload.hex == clips["payload"]
