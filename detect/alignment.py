@@ -239,8 +239,7 @@ def conform_frames(frames: np.ndarray, num_frames: int, height: int, width: int)
 
 def centre_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
     """(top, left, box height, box width) of the central ``fraction`` of each side, in whole pixels."""
-    ch, cw = max(1, round(height * fraction)), max(1, round(width * fraction))
-    return (height - ch) // 2, (width - cw) // 2, ch, cw
+    return strip_box(height, width, (fraction, fraction))
 
 
 def uncrop(frames: np.ndarray, crop: float) -> np.ndarray:
