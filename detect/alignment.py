@@ -18,10 +18,12 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-# Centre crops the search undoes, after "not cropped" (fractions of each side kept). A crop between grid points is
-# only partly undone. Deeper crops were tried and dropped: 0.6 found 2 of 10 marked clips (bench/first_look.py)
-# and 0.5 not the one clip the platform bench read, for one VAE encode each on every unmarked upload, and on a CPU
-# an encode of the embedded model costs more than its 10-step inversion.
+# Crops the search undoes, after "not cropped" (fractions of each side kept), each registered within its reach
+# (crop_reach): the crop's box may sit anywhere, to the nearest latent cell. A crop between grid points is only
+# partly undone. 0.7 keeps half the area. Deeper crops were measured and left out: with the pilots and replicas'
+# test (watermark/evidence.py) 0.6 and 0.5 found 2 and 1 of 4 marked 128-pixel clips (64 latent cells left), for
+# one VAE encode each on every unmarked upload; on a CPU an encode of the embedded model costs more than its
+# 10-step inversion.
 CROP_FRACTIONS: tuple[float, ...] = (0.9, 0.8, 0.7)
 # A padding bar is a run of rows (columns) at the frame's edge whose detail is below this share of the content's
 # (median of the central rows): black and coloured bars have none, a blurred copy of the video very little.
@@ -49,13 +51,16 @@ class Hypothesis:
     fraction of each side that was kept and scaled back up; 1.0 = not cropped); whether it was mirrored
     left-right; the content box of the upload (top, left, height, width in upload pixels; None: the whole
     frame), outside which there is padding; and the strip (fraction of the generated height, of its width) that
-    box holds, centred ((1, 1): all of it)."""
+    box holds, centred ((1, 1): all of it); how far (latent cells, rows and columns) the crop's box may sit off
+    the centre (:func:`crop_reach`): the watermark test registers the latent within it (``extract``'s
+    ``reach``) and counts every offset."""
 
     shape: GenerationShape
     crop: float
     flip: bool = False
     box: tuple[int, int, int, int] | None = None
     strip: tuple[float, float] = (1.0, 1.0)
+    reach: tuple[int, int] = (0, 0)
 
     @property
     def core(self) -> bool:
@@ -118,10 +123,17 @@ def hypotheses(model, num_frames: int, height: int, width: int,
     # side) a 0.9 crop leaves none, and there is nothing to test. Fixed by the shape, so the p-value stays exact.
     scale = model.autoencoder.spatial_factor
     first = found[0]
-    found += [replace(first, crop=crop) for crop in CROP_FRACTIONS
+    found += [replace(first, crop=crop, reach=crop_reach(crop, first.shape, scale)) for crop in CROP_FRACTIONS
               if interior_mask(crop, first.shape.height, first.shape.width, scale, first.strip).any()]
     # mirrored: the uncropped views only (a mirrored and cropped clip is not searched: one encode each)
     return found + [replace(h, flip=True) for h in found if h.crop >= 1.0]
+
+
+def crop_reach(crop: float, shape: GenerationShape, scale: int) -> tuple[int, int]:
+    """How many latent cells (rows, columns) a crop keeping ``crop`` of each side can sit off the centre: half the
+    room it leaves, rounded. A crop anywhere in the frame is then within reach of the centred one, to the nearest
+    cell; what is left (under half a cell) the test absorbs."""
+    return (round((1.0 - crop) * shape.height / scale / 2), round((1.0 - crop) * shape.width / scale / 2))
 
 
 def strip_of(box: tuple[int, int, int, int], shape: GenerationShape) -> tuple[float, float]:

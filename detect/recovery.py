@@ -111,13 +111,18 @@ def clip_durations(models) -> tuple[float, float, float]:
 
 def search_plan(models, frames: np.ndarray, fps: float | None = None) -> list[Candidate]:
     """Everything the search may read, in order: for each stretch of the upload worth testing
-    (``detect.segments.segments``, from the frames and ``fps``; without ``fps`` the whole upload alone), every
-    (model, hypothesis) pair of :func:`plan_for` on that stretch's frames."""
+    (``detect.segments.segments``, from the frames and ``fps``; without ``fps`` the whole upload alone), the
+    (model, hypothesis) pairs of :func:`plan_for` on that stretch's frames: all of them on the whole upload, the
+    views without a crop or a mirror (the content box and strip are kept) on a stretch of it. A spliced or looped
+    clip that was also cropped or mirrored is therefore not searched: each such hypothesis is one encode per
+    stretch, and up to ``segments.MAX_SEGMENTS`` stretches multiplied an unmarked upload's cost by as many
+    (1080p, 10 s of real footage: 44 encodes, 66 s on 2 CPU cores; docs/benchmarks.md)."""
     models = as_models(models)
     whole = Segment(0, frames.shape[0], whole=True)
     spans = segments(frames, fps, clip_durations(models)) if fps else [whole]
     return [Candidate(index, hyp, span) for span in spans
-            for index, hyp in plan_for(models, frames[span.start:span.stop])]
+            for index, hyp in plan_for(models, frames[span.start:span.stop])
+            if span.whole or (hyp.crop >= 1.0 and not hyp.flip)]
 
 
 def count_tests(plan: list) -> int:
@@ -143,7 +148,8 @@ def check_hypothesis(model, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothe
     noise, or a VAE latent for the first look (same layout)."""
     ae = model.autoencoder
     mask = interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, ae.spatial_factor, hyp.strip)
-    ex = extract(key, z_hat, fpr=fpr / total, template_frames=ae.latent_frames(hyp.shape.frames), mask=mask)
+    ex = extract(key, z_hat, fpr=fpr / total, template_frames=ae.latent_frames(hyp.shape.frames), mask=mask,
+                 reach=hyp.reach)
     log_p = min(0.0, ex.log10_p_value + math.log10(total))
     return replace(ex, p_value=10.0 ** log_p, log10_p_value=log_p, fpr=fpr)
 

@@ -69,7 +69,8 @@ class Alignment:
     ``inverted``: the noise the sampler's inversion recovered); ``inversions``: how many pairs were inverted.
     The geometry undone (``detect.alignment``): ``flipped`` (mirrored left-right), ``content_box`` ([top, left,
     height, width] of the picture inside padding bars, in the frames the verifier decoded; null: none), ``strip``
-    ([height, width] fractions of the generated frame that box holds)."""
+    ([height, width] fractions of the generated frame that box holds), ``crop_offset`` ([rows, columns] of latent
+    cells by which the crop's box sat off the centre, found by registration; [0, 0] when centred or uncropped)."""
 
     generated_frames: int
     generated_size: list[int]
@@ -81,6 +82,7 @@ class Alignment:
     flipped: bool = False
     content_box: list[int] | None = None
     strip: list[float] | None = None
+    crop_offset: list[int] | None = None
 
 
 @dataclass

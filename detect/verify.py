@@ -175,7 +175,8 @@ def watermark_evidence(recovery: Recovery, video: media.Video | None = None) -> 
                           crop_undone=hyp.crop, hypotheses_tried=recovery.hypotheses_tried,
                           hypotheses_total=recovery.hypotheses_total, read_from=recovery.stage,
                           inversions=recovery.inversions, flipped=geometry["flipped"],
-                          content_box=geometry["content_box"], strip=geometry["strip"])
+                          content_box=geometry["content_box"], strip=geometry["strip"],
+                          crop_offset=[int(ex.shift[0]), int(ex.shift[1])])
     segment = None
     if ex.detected and recovery.segment is not None and video is not None:
         segment = recovery.segment.describe(video.fps, video.num_frames)

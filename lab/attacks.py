@@ -104,6 +104,17 @@ def center_crop(frames: np.ndarray, fraction: float = 0.8) -> np.ndarray:
                      for f in frames])
 
 
+def crop_towards(frames: np.ndarray, fraction: float, anchor: tuple[float, float]) -> np.ndarray:
+    """Keep ``fraction`` of each side, the box placed at ``anchor`` (0: against the top or left edge, 1: against
+    the bottom or right, 0.5: centred) of the room it leaves, and resize back (bicubic): a crop that is not
+    centred, as a user's reframing is."""
+    h, w = frames.shape[1:3]
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    y0, x0 = round((h - ch) * anchor[0]), round((w - cw) * anchor[1])
+    return np.stack([cv2.resize(f[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_CUBIC)
+                     for f in frames])
+
+
 def contrast(frames: np.ndarray, factor: float = 0.8) -> np.ndarray:
     """Scale each frame's deviations from its mean grey level by ``factor`` (0.8 = contrast lowered by 20%)."""
     f = frames.astype(np.float32)
@@ -316,9 +327,10 @@ def fit_cover(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack(out)
 
 
-def splice(frames: np.ndarray, seconds: float = 20.0, fps: float = 8.0) -> np.ndarray:
-    """The clip in the middle of ``seconds`` of real footage (:func:`real_footage`) of its size and rate."""
-    other = real_footage(frames, seconds, fps)
+def splice(frames: np.ndarray, seconds: float = 20.0, fps: float = 8.0, footage: np.ndarray | None = None) -> np.ndarray:
+    """The clip in the middle of ``seconds`` of real footage (:func:`real_footage`) of its size and rate, or in the
+    middle of ``footage`` (frames of the clip's size) when given: a bench reads the footage once and keeps it."""
+    other = real_footage(frames, seconds, fps) if footage is None else footage
     middle = other.shape[0] // 2
     return np.concatenate([other[:middle], frames, other[middle:]])
 
@@ -334,6 +346,10 @@ PLATFORM_EDITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "hflip": hflip,
     "crop_60%": lambda f: center_crop(f, 0.6),
     "crop_50%": lambda f: center_crop(f, 0.5),
+    # the same by area (what "a crop to half the frame" usually means): sides of sqrt(0.6) and sqrt(0.5)
+    "crop_area60%": lambda f: center_crop(f, 0.6 ** 0.5),
+    "crop_area50%": lambda f: center_crop(f, 0.5 ** 0.5),
+    "crop_area50%_offcentre": lambda f: crop_towards(f, 0.5 ** 0.5, (0.2, 0.8)),
     "strip_9x16": strip,
     "splice_20s_real": splice,
 }

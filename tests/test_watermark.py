@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from scipy import special, stats
 
 from framemark.watermark import PILOT_FRACTION, Extraction, Payload, WatermarkKey, embed, extract, template
-from framemark.watermark import codec, ecc
+from framemark.watermark import codec, ecc, evidence
 from framemark.watermark.payload import crc16_ccitt_false
 
 SHAPE = (1, 16, 5, 16, 16)
@@ -275,13 +275,47 @@ def test_p_values_are_valid_for_structured_content_and_static_video():
             assert np.sum(p <= alpha) <= _count_bound(alpha, p.size), alpha
 
 
-def test_binomial_tail_is_accurate_deep_in_the_tail():
-    for m, n in ((2600, 5120), (2800, 5120), (3500, 5120), (100, 150)):
-        expected = stats.binom.sf(m - 1, n, 0.5)
-        assert math.isclose(math.exp(codec.binom_log_sf_half(m, n)), expected, rel_tol=1e-9)
-    assert codec.binom_log_sf_half(5120, 5120) == pytest.approx(-5120 * math.log(2), rel=1e-12)
-    assert codec.binom_log_sf_half(0, 10) == 0.0 and codec.binom_log_sf_half(11, 10) == -math.inf
+def test_evidence_bound_covers_the_exact_tail_and_is_tight():
+    # every sign a fair coin: enumerate T over all 2**18 outcomes of 6 pilots and 3 code bits of 5, 4 and 3
+    # replicas, and compare the bound with the exact tail at every observed value
+    n_pilot, counts = 6, np.array([5, 4, 3])
+    outcomes = np.array(np.meshgrid(*[[-1.0, 1.0]] * (n_pilot + counts.sum()), indexing="ij")).reshape(18, -1).T
+    pilot_sums = outcomes[:, :n_pilot].sum(axis=1)
+    edges = np.cumsum([n_pilot, *counts])
+    bit_sums = np.stack([outcomes[:, a:b].sum(axis=1) for a, b in zip(edges[:-1], edges[1:])], axis=1)
+    t = np.array([evidence.statistic(p, s) for p, s in zip(pilot_sums, bit_sums)])
+    for value in np.unique(np.round(t, 9))[::7]:
+        i = int(np.flatnonzero(np.isclose(t, value))[0])
+        exact = float(np.mean(t >= t[i] - 1e-9))
+        bound = math.exp(evidence.log_sf(pilot_sums[i], n_pilot, bit_sums[i], counts))
+        assert bound >= exact * (1 - 1e-9), (value, exact, bound)
+    top = int(t.argmax())  # every sign agrees: exact tail 2**-18; Chernoff stays within a small factor
+    assert 2.0 ** -18 <= math.exp(evidence.log_sf(pilot_sums[top], n_pilot, bit_sums[top], counts)) < 50 * 2.0 ** -18
+    # deep in the tail (5120 pilots, 4000 matching): log space, within a few nats of the exact binomial tail
+    i = np.arange(4000, 5121)
+    exact = float(special.logsumexp(special.gammaln(5121) - special.gammaln(i + 1) - special.gammaln(5121 - i))
+                  - 5120 * math.log(2))
+    bound = evidence.log_sf(2 * 4000 - 5120, 5120, np.zeros(3), np.zeros(3, dtype=int))
+    assert exact <= bound <= exact + 6.0
     assert codec.n_alignments(5, 5) == 5**5 and codec.n_alignments(4, 5) == 5**4
+
+
+def test_payload_replicas_add_evidence_the_pilots_alone_lack():
+    # signs agreeing with the template at 0.54: the pilots alone (what the test used to count) do not reach 1e-6,
+    # the payload replicas' agreement among themselves, code bits unknown to the detector, takes it far past
+    # (a p-value far from 0: scipy's binomial tail is exact there); at 0.58 it gives at least twice their -log10 p
+    z = embed(KEY, PAYLOAD, SHAPE, 21)
+    n = int(round(PILOT_FRACTION * SHAPE[1] * SHAPE[3] * SHAPE[4])) * SHAPE[2]
+    for agreement, gain in ((0.54, 1.0), (0.58, 2.0)):
+        flips = np.random.default_rng(22).random(SHAPE) < 1 - agreement
+        z_hat = z * torch.from_numpy(np.where(flips, -1.0, 1.0).astype(np.float32))
+        ex = extract(KEY, z_hat)
+        m = int(round(ex.pilot_agreement * n))
+        pilots_alone = (math.log(codec.n_alignments(5, 5)) + stats.binom.logsf(m - 1, n, 0.5)) / math.log(10)
+        assert abs(ex.pilot_agreement - agreement) < 0.015
+        assert agreement > 0.55 or pilots_alone > -6  # the weak case: the pilots alone do not detect it
+        assert ex.detected and ex.log10_p_value < gain * pilots_alone - 1.0, (agreement, pilots_alone)
+        assert not extract(_keys(1, 23)[0], z_hat).detected
 
 
 # ---------------------------------------------------------------------------------------------- tampering
@@ -373,3 +407,30 @@ def test_mask_restricts_the_test_to_positions_that_can_carry_the_mark():
     assert min(null) > 1e-4 and np.mean(np.array(null) <= 0.05) <= 0.05
     with pytest.raises(ValueError, match="spatial shape"):
         extract(key, noisy, mask=np.ones((8, 8), dtype=bool))
+
+
+def test_reach_registers_a_latent_that_sits_off_the_template():
+    """A crop that is not centred leaves the interior's cells off their template cells: within ``reach`` the
+    offset is found, reported as ``shift`` and paid for in the p-value; noise stays calibrated."""
+    rng = np.random.default_rng(4)
+    key, payload = WatermarkKey(bytes(range(1, 33))), Payload(0x00C0FFEE0042)
+    z = embed(key, payload, (1, 16, 5, 16, 16), seed=2).numpy()[0]
+    noisy = z + 2.5 * rng.standard_normal(z.shape)
+    mask = np.zeros((16, 16), dtype=bool)
+    mask[4:12, 4:12] = True
+    for d in ((2, -3), (0, 0), (-4, 1)):
+        # template cell q is found at recovered cell q + d
+        seen = np.zeros_like(noisy)
+        seen[..., 4:12, 4:12] = noisy[..., 4 - d[0]:12 - d[0], 4 - d[1]:12 - d[1]]
+        found = extract(key, seen, mask=mask, reach=(4, 4))
+        assert found.detected and found.shift == d and found.payload == payload
+        if d != (0, 0):
+            assert not extract(key, seen, mask=mask).detected
+    centred = extract(key, noisy, mask=mask)
+    searched = extract(key, noisy, mask=mask, reach=(4, 4))
+    assert searched.log10_p_value == pytest.approx(centred.log10_p_value + math.log10(codec.shifts((4, 4))))
+    null = [extract(WatermarkKey(rng.bytes(32)), rng.standard_normal(z.shape), mask=mask, reach=(3, 3)).p_value
+            for _ in range(150)]
+    assert min(null) > 1e-4 and np.mean(np.array(null) <= 0.05) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 150)
+    with pytest.raises(ValueError, match="reach"):
+        extract(key, noisy, reach=(-1, 0))

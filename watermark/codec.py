@@ -42,9 +42,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from scipy.special import gammaln, logsumexp, ndtri
+from scipy.special import ndtri
 
-from . import ecc
+from . import ecc, evidence
 from .key import WatermarkKey
 from .payload import PAYLOAD_BITS, Payload
 
@@ -211,17 +211,6 @@ def embed(key: WatermarkKey, payload: Payload, latent_shape, seed: int) -> torch
 # ------------------------------------------------------------------------------------------ extraction
 
 
-def binom_log_sf_half(m: int, n: int) -> float:
-    """Natural log of P(Binomial(n, 1/2) >= m), computed in log space (accurate far below 1e-300)."""
-    if m <= 0:
-        return 0.0
-    if m > n:
-        return -math.inf
-    i = np.arange(m, n + 1, dtype=np.float64)
-    log_terms = gammaln(n + 1.0) - gammaln(i + 1.0) - gammaln(n - i + 1.0)
-    return float(min(0.0, logsumexp(log_terms) - n * math.log(2.0)))
-
-
 def n_alignments(t_rec: int, t_tpl: int) -> int:
     """The Bonferroni factor A of :func:`extract`.
 
@@ -256,6 +245,9 @@ class Extraction:
     # ``template_elements`` elements per frame (all usable ones, not only pilots)
     template_matrix: np.ndarray | None = None
     template_elements: int = 0
+    # (rows, columns) of latent cells by which the recovered latent was moved onto the template (``reach``): the
+    # offset of a crop that was not centred; (0, 0) when none was searched
+    shift: tuple[int, int] = (0, 0)
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (plain Python types; agreements rounded to 4 decimals, p-values to 4 digits)."""
@@ -306,8 +298,53 @@ def _sign_matches(signs: np.ndarray, template: np.ndarray) -> np.ndarray:
     return np.rint((both + agree) / 2).astype(np.int64)
 
 
+def shifts(reach: tuple[int, int]) -> int:
+    """How many spatial offsets :func:`extract` searches for ``reach``: the Bonferroni factor it adds."""
+    return (2 * int(reach[0]) + 1) * (2 * int(reach[1]) + 1)
+
+
+def _register(layout: _Layout, z: np.ndarray, mask: np.ndarray, reach: tuple[int, int]) -> tuple[int, int]:
+    """The offset d (latent cells, at most ``reach`` per axis) at which the recovered latent's signs, where
+    ``mask`` allows, best match the template's pilots (recovered cell q + d against template cell q; frames taken
+    in order): the registration of a crop whose position is unknown. Every offset at once, as cross-correlations
+    (FFT) of the sign field with the pilot field, scored by the pilots' binomial z-score so that offsets keeping
+    fewer cells are not favoured by chance. Chosen from the data: :func:`extract` pays for the choice with the
+    factor :func:`shifts`."""
+    from scipy.signal import fftconvolve
+
+    c, t, h, w = z.shape
+    t_use = min(t, layout.keystream.shape[0])
+    signs = np.sign(z[:, :t_use]) * mask[None, None]
+    pilots = np.zeros((t_use, c * h * w), dtype=np.float32)
+    for k in range(t_use):
+        pilots[k, layout.pilot_idx[k]] = layout.pilot_sign[k]
+    flipped = _frames_to_latent(pilots, (c, t_use, h, w))[..., ::-1, ::-1]
+    agree = fftconvolve(signs, flipped, mode="full", axes=(2, 3)).sum(axis=(0, 1))
+    count = fftconvolve(np.abs(signs), np.abs(flipped), mode="full", axes=(2, 3)).sum(axis=(0, 1))
+    best, best_score = (0, 0), -math.inf
+    for dy in range(-int(reach[0]), int(reach[0]) + 1):
+        for dx in range(-int(reach[1]), int(reach[1]) + 1):
+            n = count[h - 1 + dy, w - 1 + dx]
+            if n >= 0.5 and agree[h - 1 + dy, w - 1 + dx] / math.sqrt(n) > best_score:
+                best, best_score = (dy, dx), agree[h - 1 + dy, w - 1 + dx] / math.sqrt(n)
+    return best
+
+
+def _moved(z: np.ndarray, mask: np.ndarray, d: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``z`` and ``mask`` moved so that template cell q holds recovered cell q + d; cells moved in from outside
+    the latent are left out of the mask."""
+    dy, dx = d
+    h, w = mask.shape
+    moved, kept = np.zeros_like(z), np.zeros_like(mask)
+    src_y, dst_y = slice(max(0, dy), h + min(0, dy)), slice(max(0, -dy), h + min(0, -dy))
+    src_x, dst_x = slice(max(0, dx), w + min(0, dx)), slice(max(0, -dx), w + min(0, -dx))
+    moved[..., dst_y, dst_x] = z[..., src_y, src_x]
+    kept[dst_y, dst_x] = mask[src_y, src_x]
+    return moved, kept
+
+
 def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template_frames: int | None = None,
-            mask=None) -> Extraction:
+            mask=None, reach: tuple[int, int] = (0, 0)) -> Extraction:
     """Detect the watermark of ``key`` in recovered initial noise ``z_hat`` and decode its payload.
 
     ``z_hat``: ``(C, T_rec, H, W)`` or ``(1, C, T_rec, H, W)``, torch or numpy. ``template_frames`` is the number
@@ -315,32 +352,36 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
     or added, since the key stream depends on the generated shape). ``mask`` (optional, boolean ``(H, W)``):
     the latent positions that can carry the mark, e.g. the interior after a crop was undone; detection and
     decoding then use only those positions (in every channel and frame). It must be chosen without looking at
-    ``z_hat`` for the p-value to stay exact; the maps still cover every position.
+    ``z_hat`` for the p-value to stay exact; the maps still cover every position. ``reach`` (rows, columns of
+    latent cells): the recovered latent may sit off the template by up to this much (a crop whose position is
+    unknown); the offset is found from the pilots (:func:`_register`, reported as ``shift``) and the p-value
+    multiplied by the number of offsets (:func:`shifts`), so that it stays exact.
 
     1. **Frame alignment.** ``frame_matrix[j, k]`` is the fraction of template frame ``k``'s pilot positions at
        which recovered frame ``j`` has the pilot's sign. Each recovered frame ``j`` is assigned
        ``k*_j = argmax_k frame_matrix[j, k]`` (``frame_assignment``), which survives swapped, dropped or
        duplicated latent frames.
     2. **Detection.** For every template frame ``k`` used by the assignment, the recovered frame assigned to it
-       with the most pilot matches is its representative; ``M`` is the total pilot matches of the
-       representatives out of ``n = n_pilot * (number of distinct k)``. The p-value is
-       ``min(1, A * P(Binomial(n, 1/2) >= M))`` with the Bonferroni factor ``A = T_tpl ** T_rec`` for the
-       alignments searched (:func:`n_alignments`; it is raised to the number of partial frame matchings in
-       the rare tiny cases, T <= 3, where that count is larger). ``detected`` is ``p_value <= fpr``.
+       with the most pilot matches is its representative. The statistic (``evidence.statistic``) adds up, over
+       the representatives, the pilots' sign matches and the agreement among the replicas of each code bit once
+       the key stream is removed (all of a marked latent's elements, not only its pilots, whatever the payload).
+       The p-value is ``min(1, A * B)``: ``B`` bounds its tail under "not marked" (``evidence.log_sf``), and the
+       Bonferroni factor ``A = T_tpl ** T_rec`` covers the alignments searched (:func:`n_alignments`; it is
+       raised to the number of partial frame matchings in the rare tiny cases, T <= 3, where that count is
+       larger). ``detected`` is ``p_value <= fpr``.
 
-       Why the binomial is exact whatever the content: under "not marked with this key", ``z_hat`` is
-       independent of the key. Fix any one matching of recovered frames to distinct template frames. Each
-       pilot sign is a key-stream bit, and the pilots involved are distinct key-stream bits (distinct positions
-       of one frame's stream, or different frames' streams under different nonces), so given ``z_hat`` (and the
-       keyed positions, which come from an independent stream) they are i.i.d. fair coins. Whatever sign an
-       element has, it matches a fair coin with probability exactly 1/2, independently, so the matches are
-       Binomial(n, 1/2) for any content, however structured (an element that is exactly 0 never counts as a
-       match, which only makes the test conservative). Counting two recovered frames against the *same*
-       template frame would reuse key-stream bits and break this (e.g. a static unmarked video whose frames
-       all look alike), which is why each template frame contributes one representative. The union bound over
-       the ``A`` candidate matchings then makes ``P(p_value <= alpha) <= alpha`` for the data-chosen one; the
-       test is conservative, so null p-values are stochastically larger than uniform. The only assumption is
-       that ChaCha20 is a pseudo-random function.
+       Why the bound holds whatever the content: under "not marked with this key", ``z_hat`` is independent of
+       the key. Fix any one matching of recovered frames to distinct template frames. Each pilot sign is a
+       key-stream bit, each replica's sign a key-stream bit XOR its code bit, and the elements involved are
+       distinct key-stream bits (distinct positions of one frame's stream, or different frames' streams under
+       different nonces), so given ``z_hat`` (and the keyed positions, which come from an independent stream)
+       every sign match, key stream removed, is an independent fair coin: whatever sign an element has, it
+       matches a fair coin with probability exactly 1/2 (an element that is exactly 0 is not counted). Counting
+       two recovered frames against the *same* template frame would reuse key-stream bits and break this (e.g.
+       a static unmarked video whose frames all look alike), which is why each template frame contributes one
+       representative. The union bound over the ``A`` candidate matchings then makes
+       ``P(p_value <= alpha) <= alpha`` for the data-chosen one; the test is conservative, so null p-values are
+       stochastically larger than uniform. The only assumption is that ChaCha20 is a pseudo-random function.
     3. **Payload.** Each recovered frame's payload positions (of its assigned template frame) are multiplied
        by ``1 - 2 * keystream`` (positive means code bit 1), divided by their RMS, weighted by the frame's
        reliability ``clip(2 * pilot_agreement - 1, 0, 1)`` (so a frame of foreign noise adds ~nothing; equal
@@ -364,8 +405,16 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
     t_tpl = t_rec if template_frames is None else int(template_frames)
     if t_tpl < 1:
         raise ValueError(f"template_frames must be positive, got {template_frames}")
+    if min(int(r) for r in reach) < 0:
+        raise ValueError(f"reach must be non-negative, got {reach}")
     shape = (c, t_tpl, h, w)
     layout = _layout(key.secret, shape)
+    shift = (0, 0)
+    if shifts(reach) > 1:  # registration: move the recovered latent onto the template first
+        plane = np.ones((h, w), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        _usable_elements(plane, c, h, w)  # the mask's own checks
+        shift = _register(layout, z, plane, reach)
+        z, mask = _moved(z, plane, shift)
     frames = _latent_to_frames(z)  # (T_rec, N)
     usable = _usable_elements(mask, c, h, w)
     pilot_idx = [idx[usable[idx]] for idx in layout.pilot_idx]
@@ -381,11 +430,27 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
     frame_matrix = matches / np.maximum(n_pilot, 1)
     assignment = matches.argmax(axis=1)
 
-    # 2. detection statistic over one representative recovered frame per used template frame
+    # 2. detection statistic over one representative recovered frame per used template frame: its pilots and its
+    # payload replicas, the key stream removed (evidence.py)
     used = np.unique(assignment)
-    m_total = int(sum(matches[assignment == k, k].max() for k in used))
+    representative = {int(k): int(np.flatnonzero(assignment == k)[matches[assignment == k, k].argmax()])
+                      for k in used}
+    m_total = int(sum(matches[representative[k], k] for k in representative))
     n_total = int(n_pilot[used].sum())
-    log_p = min(0.0, math.log(n_alignments(t_rec, t_tpl)) + binom_log_sf_half(m_total, n_total))
+    pilot_sum, pilot_count = 0.0, 0
+    bit_sums = np.zeros(N_CODE_BITS, dtype=np.float64)
+    bit_counts = np.zeros(N_CODE_BITS, dtype=np.int64)
+    for k, j in representative.items():
+        x = signs[j, pilot_idx[k]] * pilot_sign[k]
+        pilot_sum += float(x.sum())
+        pilot_count += int(np.count_nonzero(x))
+        keep = usable[layout.payload_idx[k]]
+        y = signs[j, layout.payload_idx[k][keep]] * layout.payload_flip[k][keep]
+        code_of = layout.payload_code[k][keep]
+        bit_sums += np.bincount(code_of, weights=y, minlength=N_CODE_BITS)
+        bit_counts += np.bincount(code_of[y != 0], minlength=N_CODE_BITS)
+    log_p = min(0.0, math.log(n_alignments(t_rec, t_tpl)) + math.log(shifts(reach))
+                + evidence.log_sf(pilot_sum, pilot_count, bit_sums, bit_counts))
     p_value = math.exp(log_p)
     detected = p_value <= fpr
 
@@ -435,4 +500,5 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
         decoded_bits=np.asarray(decoded_bits, dtype=np.uint8),
         template_matrix=template_matrix.astype(np.float64),
         template_elements=int(usable.sum()),
+        shift=(int(shift[0]), int(shift[1])),
     )
