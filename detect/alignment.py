@@ -20,10 +20,10 @@ import numpy as np
 
 # Crops the search undoes, after "not cropped" (fractions of each side kept), each registered within its reach
 # (crop_reach): the crop's box may sit anywhere, to the nearest latent cell. A crop between grid points is only
-# partly undone. 0.7 keeps half the area. Deeper crops were measured and left out: with the pilots and replicas'
-# test (watermark/evidence.py) 0.6 and 0.5 found 2 and 1 of 4 marked 128-pixel clips (64 latent cells left), for
-# one VAE encode each on every unmarked upload; on a CPU an encode of the embedded model costs more than its
-# 10-step inversion.
+# partly undone. 0.7 keeps half the area. Deeper crops (sides 0.6 and 0.5) leave 64 of a 128-pixel clip's 256
+# latent cells; a check in memory (not a bench) found them in few clips even with the replicas' test
+# (watermark/evidence.py), for one VAE encode each on every unmarked upload, and on a CPU an encode of the embedded
+# model costs more than its 10-step inversion: left out (docs/benchmarks.md reads them at TPR 0).
 CROP_FRACTIONS: tuple[float, ...] = (0.9, 0.8, 0.7)
 # A padding bar is a run of rows (columns) at the frame's edge whose detail is below this share of the content's
 # (median of the central rows): black and coloured bars have none, a blurred copy of the video very little.

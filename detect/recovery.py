@@ -116,7 +116,7 @@ def search_plan(models, frames: np.ndarray, fps: float | None = None) -> list[Ca
     views without a crop or a mirror (the content box and strip are kept) on a stretch of it. A spliced or looped
     clip that was also cropped or mirrored is therefore not searched: each such hypothesis is one encode per
     stretch, and up to ``segments.MAX_SEGMENTS`` stretches multiplied an unmarked upload's cost by as many
-    (1080p, 10 s of real footage: 44 encodes, 66 s on 2 CPU cores; docs/benchmarks.md)."""
+    (``bench/uploads.py``, docs/benchmarks.md)."""
     models = as_models(models)
     whole = Segment(0, frames.shape[0], whole=True)
     spans = segments(frames, fps, clip_durations(models)) if fps else [whole]

@@ -298,6 +298,14 @@ def _sign_matches(signs: np.ndarray, template: np.ndarray) -> np.ndarray:
     return np.rint((both + agree) / 2).astype(np.int64)
 
 
+def _pilot_rows(pilot_idx, pilot_sign, n_frames: int, n: int) -> np.ndarray:
+    """(n_frames, n) float32: template frame k's pilot signs at its pilot positions, 0 elsewhere."""
+    rows = np.zeros((n_frames, n), dtype=np.float32)
+    for k in range(n_frames):
+        rows[k, pilot_idx[k]] = pilot_sign[k]
+    return rows
+
+
 def shifts(reach: tuple[int, int]) -> int:
     """How many spatial offsets :func:`extract` searches for ``reach``: the Bonferroni factor it adds."""
     return (2 * int(reach[0]) + 1) * (2 * int(reach[1]) + 1)
@@ -315,9 +323,7 @@ def _register(layout: _Layout, z: np.ndarray, mask: np.ndarray, reach: tuple[int
     c, t, h, w = z.shape
     t_use = min(t, layout.keystream.shape[0])
     signs = np.sign(z[:, :t_use]) * mask[None, None]
-    pilots = np.zeros((t_use, c * h * w), dtype=np.float32)
-    for k in range(t_use):
-        pilots[k, layout.pilot_idx[k]] = layout.pilot_sign[k]
+    pilots = _pilot_rows(layout.pilot_idx, layout.pilot_sign, t_use, c * h * w)
     flipped = _frames_to_latent(pilots, (c, t_use, h, w))[..., ::-1, ::-1]
     agree = fftconvolve(signs, flipped, mode="full", axes=(2, 3)).sum(axis=(0, 1))
     count = fftconvolve(np.abs(signs), np.abs(flipped), mode="full", axes=(2, 3)).sum(axis=(0, 1))
@@ -422,9 +428,7 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
     n_pilot = np.array([len(idx) for idx in pilot_idx], dtype=np.int64)  # per template frame
 
     # 1. frame alignment by pilot agreement, counted with matrix products (_sign_matches)
-    pilots = np.zeros((t_tpl, frames.shape[1]), dtype=np.float32)  # template frame k's pilot signs, 0 elsewhere
-    for k in range(t_tpl):
-        pilots[k, pilot_idx[k]] = pilot_sign[k]
+    pilots = _pilot_rows(pilot_idx, pilot_sign, t_tpl, frames.shape[1])
     signs = np.sign(frames).astype(np.float32)
     matches = _sign_matches(signs, pilots)
     frame_matrix = matches / np.maximum(n_pilot, 1)
