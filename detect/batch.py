@@ -37,8 +37,8 @@ from framemark.watermark import WatermarkKey
 
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
 from .alignment import GenerationShape, prepare
-from .recovery import (Candidate, Reading, Recovery, as_models, check_hypothesis, conclude, search_plan,
-                       count_tests, worth_inverting)
+from .recovery import (Candidate, Reading, Recovery, as_models, conclude, corrected, count_tests, read_hypothesis,
+                       refine_crop, refine_tests, search_plan, worth_inverting, worth_refining)
 from .verdict import Verdict
 
 # Clips per inversion call when the caller does not say, on a GPU (bench/batch_verify.py measures 1 to 32).
@@ -118,12 +118,15 @@ def _latent_elements(model, shape: GenerationShape) -> int:
 def _advance(model, key: WatermarkKey, chunk: list[_Search], steps: int, fpr: float) -> None:
     """Read the next pair of each clip of ``chunk`` (one model, one generated shape): the VAE encodes in one
     call, each clip's first look tested on its own, then the inversions of the clips it leaves undecided
-    (``recovery.worth_inverting``) in one call."""
+    (``recovery.worth_inverting``) in one call; a crop that shows a trace is refined clip by clip
+    (``recovery.refine_crop``: rare on unmarked clips, and its readings depend on each other)."""
     latents = model.autoencoder.encode_many([s.model_input() for s in chunk])
     undecided = []
+    raw: list[list] = []
     for i, search in enumerate(chunk):
         hyp, total = search.next_pair.hypothesis, count_tests(search.plan)
-        first = check_hypothesis(model, key, latents[i:i + 1], hyp, total, fpr)
+        raw.append([read_hypothesis(model, key, latents[i:i + 1], hyp, total, fpr)])
+        first = corrected(raw[i][0], total, fpr)
         search.readings.append(Reading(search.pair, "encoded", first))
         if worth_inverting(model, first, total, hyp):
             undecided.append(i)
@@ -132,9 +135,14 @@ def _advance(model, key: WatermarkKey, chunk: list[_Search], steps: int, fpr: fl
         for row, i in enumerate(undecided):
             search = chunk[i]
             hyp, total = search.next_pair.hypothesis, count_tests(search.plan)
-            ex = check_hypothesis(model, key, z_hat[row:row + 1], hyp, total, fpr)
-            search.readings.append(Reading(search.pair, "inverted", ex))
-    for search in chunk:
+            raw[i].append(read_hypothesis(model, key, z_hat[row:row + 1], hyp, total, fpr))
+            search.readings.append(Reading(search.pair, "inverted", corrected(raw[i][-1], total, fpr)))
+    for i, search in enumerate(chunk):
+        entry = search.next_pair
+        if not search.readings[-1].extraction.detected and worth_refining(entry.hypothesis, raw[i]):
+            stretch = search.frames[entry.segment.start:entry.segment.stop]
+            search.readings += refine_crop(model, key, stretch, search.pair, entry.hypothesis, raw[i],
+                                           refine_tests(search.plan), steps, fpr)
         search.pair += 1
 
 

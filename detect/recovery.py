@@ -20,7 +20,7 @@ from framemark.generator.models import ModelIdentity, VideoModel
 from framemark.watermark import Extraction, WatermarkKey, extract
 
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
-from .alignment import Hypothesis, content_box, hypotheses, interior_mask, prepare
+from .alignment import Hypothesis, content_box, hypotheses, interior_mask, nudges, prepare
 from .segments import Segment, segments
 
 
@@ -36,6 +36,16 @@ STAGES = ("encoded", "inverted")
 # this (the test is exact), so it costs the encode alone. Skipping a test can only lower the false-positive rate;
 # what it may cost is power, which ``bench/first_look.py`` measures on the attack suite before a card turns it on.
 FIRST_LOOK_CONTINUE_P = 1e-2
+# A crop hypothesis whose readings show a trace of the key (uncorrected p at most this) is refined
+# (:func:`refine_crop`): the restored box is moved and resized a pixel or two at a time (``alignment.nudges``)
+# while the reading grows. An unmarked clip is refined with probability at most this per crop hypothesis.
+REFINE_TRACE_P = 1e-2
+# The share of the false-positive budget the refined readings have between them (a weighted union bound: each
+# plain reading is tested at (1 - share) / plain tests, each refined one at share / refinements, every refinement
+# of every crop counted whether read or not). 0.2 costs every plain reading log10(1 / 0.8) = 0.1 of -log10 p.
+REFINE_SHARE = 0.2
+# A refinement stops after this many readings (each one encode and one inversion) or at a detection.
+MAX_REFINE_READINGS = 10
 
 
 @dataclass(frozen=True)
@@ -51,11 +61,14 @@ class Candidate:
 @dataclass(frozen=True)
 class Reading:
     """One test of the search: which entry of the plan (``pair``, an index of :func:`search_plan`'s list), which
-    stage (:data:`STAGES`), and its extraction, already corrected for the whole search (:func:`check_hypothesis`)."""
+    stage (:data:`STAGES`, or ``refined``: a crop's refinement, :func:`refine_crop`), and its extraction, already
+    corrected for the whole search (:func:`check_hypothesis`). ``hypothesis``: a refined reading's geometry (None:
+    the entry's own)."""
 
     pair: int
     stage: str
     extraction: Extraction
+    hypothesis: Hypothesis | None = None
 
 
 @dataclass(frozen=True)
@@ -125,9 +138,23 @@ def search_plan(models, frames: np.ndarray, fps: float | None = None) -> list[Ca
             if span.whole or (hyp.crop >= 1.0 and not hyp.flip)]
 
 
-def count_tests(plan: list) -> int:
-    """How many tests a search over ``plan`` may make: every entry at every stage."""
-    return len(plan) * len(STAGES)
+def count_tests(plan: list) -> float:
+    """What a plain reading's p-value is multiplied by (the inverse of its weight in the union bound): every entry
+    at every stage, and where the plan holds crops that may be refined, their refinements' share of the budget
+    (:data:`REFINE_SHARE`) set aside."""
+    plain = len(plan) * len(STAGES)
+    return plain / (1.0 - REFINE_SHARE) if count_refinements(plan) else plain
+
+
+def count_refinements(plan: list) -> int:
+    """How many refined readings a search over ``plan`` may make: every nudge of every crop entry."""
+    return sum(len(nudges(entry.hypothesis)) for entry in plan)
+
+
+def refine_tests(plan: list) -> float:
+    """What a refined reading's p-value is multiplied by: the refinements share :data:`REFINE_SHARE` of the
+    budget equally."""
+    return count_refinements(plan) / REFINE_SHARE
 
 
 def encode_hypothesis(model, frames: np.ndarray, hyp: Hypothesis) -> torch.Tensor:
@@ -141,17 +168,27 @@ def recover_noise(model, frames: np.ndarray, hyp: Hypothesis, steps: int = DEFAU
     return model.invert(encode_hypothesis(model, frames, hyp), steps)
 
 
-def check_hypothesis(model, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothesis, total: int,
+def check_hypothesis(model, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothesis, total: float,
                      fpr: float = DEFAULT_FPR) -> Extraction:
     """``extract`` under one of ``total`` tests: tested at ``fpr / total``, its p-value multiplied by ``total``
     (Bonferroni), so that a search over all of them keeps the false-positive rate at ``fpr``. ``z_hat``: recovered
     noise, or a VAE latent for the first look (same layout)."""
+    return corrected(read_hypothesis(model, key, z_hat, hyp, total, fpr), total, fpr)
+
+
+def read_hypothesis(model, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothesis, total: float,
+                    fpr: float = DEFAULT_FPR) -> Extraction:
+    """:func:`check_hypothesis` before the correction: its p-value is the test's own (what the search's choices
+    look at), its ``detected`` already decided at ``fpr / total``."""
     ae = model.autoencoder
-    mask = interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, ae.spatial_factor, hyp.strip)
-    ex = extract(key, z_hat, fpr=fpr / total, template_frames=ae.latent_frames(hyp.shape.frames), mask=mask,
-                 reach=hyp.reach)
-    log_p = min(0.0, ex.log10_p_value + math.log10(total))
-    return replace(ex, p_value=10.0 ** log_p, log10_p_value=log_p, fpr=fpr)
+    mask = interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, ae.spatial_factor, hyp.strip, hyp.nudge)
+    return extract(key, z_hat, fpr=fpr / total, template_frames=ae.latent_frames(hyp.shape.frames), mask=mask,
+                   reach=hyp.reach)
+
+
+def corrected(raw: Extraction, total: float, fpr: float) -> Extraction:
+    log_p = min(0.0, raw.log10_p_value + math.log10(total))
+    return replace(raw, p_value=10.0 ** log_p, log10_p_value=log_p, fpr=fpr)
 
 
 def worth_inverting(model, first: Extraction, total: int, hyp: Hypothesis) -> bool:
@@ -165,6 +202,8 @@ def worth_inverting(model, first: Extraction, total: int, hyp: Hypothesis) -> bo
     at least 1/total, above the bound whenever total <= 100; beyond, it is conservatively inverted."""
     if first.detected:
         return tamper_suspected(first)
+    if hyp.crop < 1.0:  # whatever the first look read: the first-look bench measured uncropped views, and a crop's
+        return True     # refinement starts from its inverted reading (docs/watermark.md, "Where in space")
     if not model.first_look:
         return hyp.core
     if first.log10_p_value >= 0.0 and total > 1.0 / FIRST_LOOK_CONTINUE_P:
@@ -185,10 +224,11 @@ def conclude(models, plan: list[Candidate], readings: list[Reading]) -> Recovery
     reading = detected[-1] if detected else min(readings, key=lambda r: r.extraction.log10_p_value)
     entry = plan[reading.pair]
     pairs = sorted({r.pair for r in readings})
-    return Recovery(extraction=reading.extraction, hypothesis=entry.hypothesis, hypotheses_tried=len(pairs),
+    return Recovery(extraction=reading.extraction, hypothesis=reading.hypothesis or entry.hypothesis,
+                    hypotheses_tried=len(pairs),
                     hypotheses_total=len(plan), model=models[entry.model].identity,
                     models_tried=len({plan[i].model for i in pairs}), models_total=len(models), stage=reading.stage,
-                    inversions=sum(r.stage == "inverted" for r in readings), segment=entry.segment)
+                    inversions=sum(r.stage != "encoded" for r in readings), segment=entry.segment)
 
 
 def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float = DEFAULT_FPR,
@@ -211,15 +251,71 @@ def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float 
     readings: list[Reading] = []
     for pair, entry in enumerate(plan):
         model, hyp = models[entry.model], entry.hypothesis
-        latent = encode_hypothesis(model, frames[entry.segment.start:entry.segment.stop], hyp)
-        readings.append(Reading(pair, "encoded", check_hypothesis(model, key, latent, hyp, total, fpr)))
+        stretch = frames[entry.segment.start:entry.segment.stop]
+        latent = encode_hypothesis(model, stretch, hyp)
+        raw = [read_hypothesis(model, key, latent, hyp, total, fpr)]
+        readings.append(Reading(pair, "encoded", corrected(raw[0], total, fpr)))
         first = readings[-1].extraction
         if worth_inverting(model, first, total, hyp):
-            z_hat = model.invert(latent, steps)
-            readings.append(Reading(pair, "inverted", check_hypothesis(model, key, z_hat, hyp, total, fpr)))
-        if first.detected or readings[-1].extraction.detected:
+            raw.append(read_hypothesis(model, key, model.invert(latent, steps), hyp, total, fpr))
+            readings.append(Reading(pair, "inverted", corrected(raw[-1], total, fpr)))
+        if not readings[-1].extraction.detected and worth_refining(hyp, raw):
+            readings += refine_crop(model, key, stretch, pair, hyp, raw, refine_tests(plan), steps, fpr)
+        if any(r.extraction.detected for r in readings):
             break
     return conclude(models, plan, readings)
+
+
+def worth_refining(hyp: Hypothesis, raw: list[Extraction]) -> bool:
+    """Whether a crop hypothesis whose readings (uncorrected, :func:`read_hypothesis`) detected nothing shows
+    enough of the key to be refined (:data:`REFINE_TRACE_P`)."""
+    return bool(nudges(hyp)) and not any(ex.detected for ex in raw) and \
+        min(ex.log10_p_value for ex in raw) <= math.log10(REFINE_TRACE_P)
+
+
+def refine_crop(model, key: WatermarkKey, frames: np.ndarray, pair: int, hyp: Hypothesis, raw: list[Extraction],
+                total: float, steps: int = DEFAULT_INVERSION_STEPS, fpr: float = DEFAULT_FPR) -> list[Reading]:
+    """Readings of a crop hypothesis under refined geometry (``alignment.nudges``), each inverted and tested as
+    one of ``total`` refined tests (:func:`refine_tests`), until one detects or :data:`MAX_REFINE_READINGS`.
+
+    A coordinate ascent on the reading's own p-value, starting from the coarse readings ``raw``: the box's side
+    first (a centred crop between the coarse fractions is off by its size), then its rows, then its columns (a
+    crop off the cell grid), each axis stepped while the reading grows. Which nudges are read depends on the
+    clip, but every nudge is counted in ``total``, so the union bound holds whichever is reported."""
+    grid = set(nudges(hyp))
+    seen: dict[tuple[int, int, int], float] = {(0, 0, 0): min(ex.log10_p_value for ex in raw)}
+    readings: list[Reading] = []
+
+    def read(nudge: tuple[int, int, int]) -> float:
+        if nudge in seen:
+            return seen[nudge]
+        if nudge not in grid or len(readings) >= MAX_REFINE_READINGS:
+            return 0.0
+        nudged = replace(hyp, nudge=nudge)
+        ex = read_hypothesis(model, key, model.invert(encode_hypothesis(model, frames, nudged), steps), nudged,
+                             total, fpr)
+        readings.append(Reading(pair, "refined", corrected(ex, total, fpr), nudged))
+        seen[nudge] = -math.inf if ex.detected else ex.log10_p_value
+        return seen[nudge]
+
+    best = (0, 0, 0)
+    for axis, step in ((0, 2 * hyp.unit), (1, 2 * hyp.unit), (2, 2 * hyp.unit)):
+        for direction in (1, -1):
+            while True:
+                trial = list(best)
+                trial[axis] += direction * step
+                trial = tuple(trial)
+                if read(trial) < seen[best]:
+                    best = trial
+                    if seen[best] == -math.inf:
+                        return readings
+                else:
+                    break
+            if best[axis] != 0:  # moved this way: the other way is behind
+                break
+        if len(readings) >= MAX_REFINE_READINGS:
+            break
+    return readings
 
 
 def tamper_suspected(ex: Extraction) -> bool:

@@ -69,8 +69,10 @@ class Alignment:
     ``inverted``: the noise the sampler's inversion recovered); ``inversions``: how many pairs were inverted.
     The geometry undone (``detect.alignment``): ``flipped`` (mirrored left-right), ``content_box`` ([top, left,
     height, width] of the picture inside padding bars, in the frames the verifier decoded; null: none), ``strip``
-    ([height, width] fractions of the generated frame that box holds), ``crop_offset`` ([rows, columns] of latent
-    cells by which the crop's box sat off the centre, found by registration; [0, 0] when centred or uncropped)."""
+    ([height, width] fractions of the generated frame that box holds), ``crop_undone`` (the share of the generated
+    height the upload held: 1.0 when not cropped), ``crop_box`` ([top, left, height, width] in generated pixels of
+    the box the upload was restored into, refinement included; null when not cropped) and ``crop_offset`` ([rows,
+    columns] of latent cells by which that box sat further off, found by registration; [0, 0] when none)."""
 
     generated_frames: int
     generated_size: list[int]
@@ -83,6 +85,7 @@ class Alignment:
     content_box: list[int] | None = None
     strip: list[float] | None = None
     crop_offset: list[int] | None = None
+    crop_box: list[int] | None = None
 
 
 @dataclass

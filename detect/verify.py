@@ -172,11 +172,11 @@ def watermark_evidence(recovery: Recovery, video: media.Video | None = None) -> 
     mark = ex.to_dict()
     geometry = hyp.describe()
     alignment = Alignment(generated_frames=hyp.shape.frames, generated_size=[hyp.shape.height, hyp.shape.width],
-                          crop_undone=hyp.crop, hypotheses_tried=recovery.hypotheses_tried,
+                          crop_undone=geometry["crop_undone"], hypotheses_tried=recovery.hypotheses_tried,
                           hypotheses_total=recovery.hypotheses_total, read_from=recovery.stage,
                           inversions=recovery.inversions, flipped=geometry["flipped"],
                           content_box=geometry["content_box"], strip=geometry["strip"],
-                          crop_offset=[int(ex.shift[0]), int(ex.shift[1])])
+                          crop_offset=[int(ex.shift[0]), int(ex.shift[1])], crop_box=geometry["crop_box"])
     segment = None
     if ex.detected and recovery.segment is not None and video is not None:
         segment = recovery.segment.describe(video.fps, video.num_frames)

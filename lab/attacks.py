@@ -335,6 +335,8 @@ def splice(frames: np.ndarray, seconds: float = 20.0, fps: float = 8.0, footage:
     return np.concatenate([other[:middle], frames, other[middle:]])
 
 
+# The splice's name in the suite: a bench that keeps the real footage it reads (bench/robustness.py) finds it so.
+SPLICE_EDIT = "splice_20s_real"
 PLATFORM_EDITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "remux": lambda f: f,  # a stream copy changes no pixel; bench/robustness.py remuxes the file itself
     "upscale3+noise+30fps": upscale_noise_retime,
@@ -351,7 +353,7 @@ PLATFORM_EDITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "crop_area50%": lambda f: center_crop(f, 0.5 ** 0.5),
     "crop_area50%_offcentre": lambda f: crop_towards(f, 0.5 ** 0.5, (0.2, 0.8)),
     "strip_9x16": strip,
-    "splice_20s_real": splice,
+    SPLICE_EDIT: splice,
 }
 # The platform-edit suite: each edit alone and followed by H.264 CRF 28.
 PLATFORM_SUITE: dict[str, Callable[[np.ndarray], np.ndarray]] = {

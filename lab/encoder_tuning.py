@@ -152,14 +152,14 @@ def brightness(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 def crop_and_uncrop(x: torch.Tensor, fraction: float) -> torch.Tensor:
-    """A centre crop scaled back to full size, then undone as ``recovery.uncrop`` undoes it (shrunk into the
-    centre, border reflected). Only the interior matches the original."""
+    """A centre crop scaled back to full size, then undone as ``alignment.uncrop`` undoes it (shrunk into the
+    centre, the border filled by repeating the edge). Only the interior matches the original."""
     f, shape = _frames(x)
     h, w = f.shape[-2:]
     top, left, ch, cw = centre_box(h, w, fraction)
     cropped = F.interpolate(f[..., top:top + ch, left:left + cw], size=(h, w), mode="bicubic", align_corners=False)
     small = F.interpolate(cropped.clamp(-1, 1), size=(ch, cw), mode="area")
-    restored = F.pad(small, (left, w - cw - left, top, h - ch - top), mode="reflect")
+    restored = F.pad(small, (left, w - cw - left, top, h - ch - top), mode="replicate")
     return _video(restored, shape)
 
 

@@ -1,7 +1,7 @@
 """The first look: the watermark test on a clip's VAE latent before any inversion (``detect.recovery.STAGES``).
 A marked clip of the embedded model is decided by it alone; the inversion runs only where the first look leaves a
-clip undecided and, on a model whose card turns ``first_look`` on, not for a clip that shows no trace of the key;
-the p-value counts both stages of every pair. Real model, real H.264 files."""
+clip undecided and, on a model whose card turns ``first_look`` on, not for a clip that shows no trace of the key
+(crops excepted: their first look does not predict the inversion); the p-value counts both stages of every pair. Real model, real H.264 files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import math
 import pytest
 
 from framemark import media
-from framemark.detect.recovery import (FIRST_LOOK_CONTINUE_P, candidates, count_tests, encode_hypothesis,
-                                       recover_watermark, search_plan)
+from framemark.detect.recovery import (FIRST_LOOK_CONTINUE_P, REFINE_SHARE, count_refinements, count_tests,
+                                       encode_hypothesis, recover_watermark, refine_tests, search_plan)
 from framemark.generator.models.base import first_look_of
 from framemark.lab import attacks
 from framemark.watermark import extract
@@ -48,29 +48,33 @@ def test_a_marked_clip_is_decided_by_its_latent_alone(clips, model, watermark_ke
     found = recover_watermark([model], watermark_key, frames)
     assert found.extraction.detected and found.extraction.payload.hex == clips["payload"]
     assert (found.stage, found.inversions, found.hypotheses_tried) == ("encoded", 0, 1)
-    # the reported p-value is the latent's own test times every test the search could make (pairs x stages)
-    plan = candidates([model], *frames.shape[:3])
-    hyp = plan[0][1]
+    # the reported p-value is the latent's own test times every test the search could make (pairs x stages, and
+    # with crops in the plan their refinements' share of the budget set aside: a weighted union bound summing to 1)
+    plan = search_plan([model], frames)
+    hyp = plan[0].hypothesis
     raw = extract(watermark_key, encode_hypothesis(model, frames, hyp),
                   template_frames=model.autoencoder.latent_frames(hyp.shape.frames))
-    assert count_tests(plan) == 2 * len(plan)
+    assert count_tests(plan) == pytest.approx(2 * len(plan) / (1 - REFINE_SHARE))
+    assert 2 * len(plan) / count_tests(plan) + count_refinements(plan) / refine_tests(plan) == pytest.approx(1.0)
     assert found.extraction.log10_p_value == pytest.approx(raw.log10_p_value + math.log10(count_tests(plan)))
 
 
 def test_an_unmarked_clip_is_not_inverted_when_the_card_allows_and_is_otherwise(clips, model, watermark_key):
     cheap = recover_watermark([model], watermark_key, clips["plain"])
+    plan = search_plan([model], clips["plain"])
+    crops = [entry for entry in plan if entry.hypothesis.crop < 1.0]
     assert not cheap.extraction.detected
-    assert cheap.hypotheses_tried == cheap.hypotheses_total and cheap.inversions == 0
+    # crops are always inverted (their first look does not predict it); no trace of the key, so none refined
+    assert cheap.hypotheses_tried == cheap.hypotheses_total and cheap.inversions == len(crops) > 0
     # the first look shows no trace of the key on any pair: an uncorrected p above the continue bound
-    assert cheap.extraction.log10_p_value - math.log10(2 * cheap.hypotheses_total) > math.log10(FIRST_LOOK_CONTINUE_P)
+    assert cheap.extraction.log10_p_value - math.log10(count_tests(plan)) > math.log10(FIRST_LOOK_CONTINUE_P)
     unmeasured = copy.copy(model)
     unmeasured.first_look = False  # a model without the measurement: every undecided core hypothesis is inverted
     full = recover_watermark([unmeasured], watermark_key, clips["plain"])
     assert not full.extraction.detected
-    plan = search_plan([model], clips["plain"])
-    core = [entry for entry in plan if entry.hypothesis.core]
-    assert 0 < len(core) < len(plan)  # mirrors and deep crops cost an encode only
-    assert full.inversions == len(core) and full.hypotheses_tried == len(plan)
+    inverted = [entry for entry in plan if entry.hypothesis.core or entry.hypothesis.crop < 1.0]
+    assert 0 < len(inverted) < len(plan)  # mirrors cost an encode only
+    assert full.inversions == len(inverted) and full.hypotheses_tried == len(plan)
 
 
 def test_a_crop_is_found_under_its_hypothesis_by_either_search(clips, model, watermark_key):

@@ -7,6 +7,7 @@ the real `framemark verify` command."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -86,10 +87,68 @@ def test_stretches_of_a_longer_upload_are_searched_without_crops_or_mirrors(clip
     assert stretches and all(c.hypothesis.crop == 1.0 and not c.hypothesis.flip for c in stretches)
 
 
+def test_refinements_are_fixed_by_the_hypothesis_and_stay_in_the_frame(model):
+    from framemark.detect import recovery
+
+    plan = recovery.search_plan([model], np.zeros((17, 128, 128, 3), np.uint8))
+    crops = [c.hypothesis for c in plan if c.hypothesis.crop < 1.0]
+    assert crops and all(not alignment.nudges(c.hypothesis) for c in plan if c.hypothesis.crop >= 1.0)
+    full = len(alignment.NUDGE_SIZES) * len(alignment.NUDGE_MOVES) ** 2 - 1
+    for hyp in crops:
+        grid = alignment.nudges(hyp)
+        assert 0 < len(grid) <= full and (0, 0, 0) not in grid and len(set(grid)) == len(grid)
+        for nudge in grid:
+            top, left, h, w = alignment.crop_box(128, 128, hyp.crop, nudge)
+            assert 0 <= top and 0 <= left and top + h <= 128 and left + w <= 128 and h < 128
+            mask = alignment.interior_mask(hyp.crop, 128, 128, 8, nudge=nudge)
+            assert mask.any() and mask.sum() <= (h // 8) * (w // 8)
+    # side changes keep the aspect; moves move the box and the cells tested with it
+    assert alignment.crop_box(480, 832, 0.7, (6, 0, 0))[2:] == (342, 593)
+    moved = alignment.interior_mask(0.7, 128, 128, 8, nudge=(0, 8, 0))
+    assert np.array_equal(moved[1:], alignment.interior_mask(0.7, 128, 128, 8)[:-1])
+    # the weighted union bound: plain and refined readings share the level exactly
+    total = 2 * len(plan) / recovery.count_tests(plan) + recovery.count_refinements(plan) / recovery.refine_tests(plan)
+    assert total == pytest.approx(1.0)
+
+
+def test_a_crop_between_the_searched_fractions_is_refined_towards_its_box(clip, model, watermark_key):
+    # a centred crop keeping 0.75 of each side lies between the searched 0.8 and 0.7: under 0.8 the restored box
+    # (102 px) is 3 px off the crop's (96 px) at the edges; the refinement moves it a pixel or two at a time
+    # towards the crop's, and the reading grows with every step it takes
+    from dataclasses import replace
+
+    from framemark.detect import recovery
+
+    frames = attacks.center_crop(clip["frames"], 0.75)
+    plan = recovery.search_plan([model], frames, 8.0)
+    pair = next(i for i, c in enumerate(plan) if c.hypothesis.crop == 0.8)
+    hyp, total = plan[pair].hypothesis, recovery.count_tests(plan)
+    latent = recovery.encode_hypothesis(model, frames, hyp)
+    raw = [recovery.read_hypothesis(model, watermark_key, z, hyp, total) for z in (latent, model.invert(latent, 10))]
+    coarse = min(ex.log10_p_value for ex in raw)
+    assert coarse < -2  # a trace of the key at least
+    price = math.log10(recovery.refine_tests(plan))
+    readings = recovery.refine_crop(model, watermark_key, frames, pair, hyp, raw, recovery.refine_tests(plan))
+    assert 0 < len(readings) <= recovery.MAX_REFINE_READINGS and {r.stage for r in readings} == {"refined"}
+    best = min(readings, key=lambda r: r.extraction.log10_p_value)
+    assert best.extraction.detected and best.extraction.payload.hex == clip["payload"]
+    assert best.extraction.log10_p_value + price < coarse - 2
+    side = alignment.crop_box(128, 128, best.hypothesis.crop, best.hypothesis.nudge)[2]
+    assert abs(side - 96) < abs(round(0.8 * 128) - 96)
+    # what starts a refinement: a trace without a detection
+    trace = replace(raw[0], detected=False, log10_p_value=-3.0)
+    assert recovery.worth_refining(hyp, [trace])
+    assert not recovery.worth_refining(hyp, [replace(trace, log10_p_value=-1.0)])
+    assert not recovery.worth_refining(hyp, [trace, replace(trace, detected=True)])
+    assert not recovery.worth_refining(plan[0].hypothesis, [trace])  # not a crop
+
+
 @pytest.mark.slow
 def test_marked_clips_are_found_after_platform_edits_and_real_footage_is_not(clip, cli):
-    # (crops are not here: half the area is found in 84-95 % of clips, docs/benchmarks.md says so)
-    edits = ["letterbox_1280x720", "vertical_1080x1920_blur", "hflip", "strip_9x16", "loop_x3", "splice_20s_real"]
+    # a crop to 60 % of the area is found in every clip of the platform bench (50); half the area in 94-98 %
+    # (docs/benchmarks.md says so), so it is not asserted here
+    edits = ["letterbox_1280x720", "vertical_1080x1920_blur", "hflip", "strip_9x16", "loop_x3", "splice_20s_real",
+             "crop_area60%"]
     paths = []
     for name in edits:
         path = clip["folder"] / f"{name}.mp4"
@@ -102,6 +161,8 @@ def test_marked_clips_are_found_after_platform_edits_and_real_footage_is_not(cli
     assert reports["hflip"]["watermark"]["alignment"]["flipped"] is True
     assert reports["letterbox_1280x720"]["watermark"]["alignment"]["content_box"] is not None
     assert reports["strip_9x16"]["watermark"]["alignment"]["strip"][1] < 1.0
+    cropped = reports["crop_area60%"]["watermark"]["alignment"]
+    assert cropped["crop_undone"] < 1.0 and cropped["crop_box"] is not None
     loop = reports["loop_x3"]
     assert loop["verdict"] == "watermarked-synthetic" and loop["watermark"]["segment"]["copies"] == 3
     splice = reports["splice_20s_real"]

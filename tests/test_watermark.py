@@ -411,13 +411,16 @@ def test_mask_restricts_the_test_to_positions_that_can_carry_the_mark():
 
 def test_reach_registers_a_latent_that_sits_off_the_template():
     """A crop that is not centred leaves the interior's cells off their template cells: within ``reach`` the
-    offset is found, reported as ``shift`` and paid for in the p-value; noise stays calibrated."""
+    offset is found, reported as ``shift`` and paid for in the p-value (the centred offset at its weighted share
+    of the union bound, any other at the rest's); noise stays calibrated."""
     rng = np.random.default_rng(4)
     key, payload = WatermarkKey(bytes(range(1, 33))), Payload(0x00C0FFEE0042)
     z = embed(key, payload, (1, 16, 5, 16, 16), seed=2).numpy()[0]
     noisy = z + 2.5 * rng.standard_normal(z.shape)
     mask = np.zeros((16, 16), dtype=bool)
     mask[4:12, 4:12] = True
+    centred = extract(key, noisy, mask=mask)
+    off_centre_price = math.log10((codec.shifts((4, 4)) - 1) / (1 - codec.CENTRED_SHARE))
     for d in ((2, -3), (0, 0), (-4, 1)):
         # template cell q is found at recovered cell q + d
         seen = np.zeros_like(noisy)
@@ -426,9 +429,14 @@ def test_reach_registers_a_latent_that_sits_off_the_template():
         assert found.detected and found.shift == d and found.payload == payload
         if d != (0, 0):
             assert not extract(key, seen, mask=mask).detected
-    centred = extract(key, noisy, mask=mask)
+            # the cells read are template cells q with q + d inside the mask: the same test on the unmoved latent
+            there = np.zeros_like(mask)
+            there[4 - d[0]:12 - d[0], 4 - d[1]:12 - d[1]] = True
+            assert found.log10_p_value == pytest.approx(extract(key, noisy, mask=there).log10_p_value
+                                                        + off_centre_price)
     searched = extract(key, noisy, mask=mask, reach=(4, 4))
-    assert searched.log10_p_value == pytest.approx(centred.log10_p_value + math.log10(codec.shifts((4, 4))))
+    assert searched.shift == (0, 0)
+    assert searched.log10_p_value == pytest.approx(centred.log10_p_value - math.log10(codec.CENTRED_SHARE))
     null = [extract(WatermarkKey(rng.bytes(32)), rng.standard_normal(z.shape), mask=mask, reach=(3, 3)).p_value
             for _ in range(150)]
     assert min(null) > 1e-4 and np.mean(np.array(null) <= 0.05) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 150)

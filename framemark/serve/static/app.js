@@ -293,7 +293,7 @@
       ["Payload", w.payload || (w.payload_unreadable ? "unreadable (damaged)" : "")],
       ["Key id", w.key_id],
       ["Bit agreement", w.bit_accuracy != null ? (100 * w.bit_accuracy).toFixed(1) + "%" : ""],
-      ["Crop undone", al.crop_undone != null && al.crop_undone < 1 ? `${Math.round(100 * al.crop_undone)}% centre crop` : ""],
+      ["Crop undone", al.crop_undone != null && al.crop_undone < 1 ? `${Math.round(100 * al.crop_undone)}% of each side kept` : ""],
       ["Mirrored", al.flipped ? "yes (read mirrored back)" : ""],
       ["Picture inside bars", Array.isArray(al.content_box) ? `${al.content_box[3]}×${al.content_box[2]} at (${al.content_box[1]}, ${al.content_box[0]})` : ""],
       ["Found at", w.segment ? `${w.segment.start_s.toFixed(2)}–${w.segment.end_s.toFixed(2)} s of ${w.segment.upload_s.toFixed(2)} s` +
