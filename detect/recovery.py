@@ -1,8 +1,9 @@
 """Recovering the watermark from decoded frames: the search plan (for each stretch of the upload that may hold a
 clip, ``detect.segments``, each model it may come from and each edit hypothesis of ``detect.alignment``), the two
 readings of each entry (the VAE latent itself, then the noise the sampler's inversion recovers from it, through
-the model interface), the keyed test with its Bonferroni correction over every reading the plan could make, and
-the temporal tamper reading of the agreement maps.
+the model interface), the refinement of a crop that shows a trace of the key, the keyed test with its
+correction over every reading the plan could make (a union bound, weighted between plain and refined readings),
+and the temporal tamper reading of the agreement maps.
 
 Pure computation on frames and a :class:`~framemark.generator.models.VideoModel` (no files, no PyAV, no c2pa), so
 it runs wherever torch does: in ``verify``, in the audit's workers, and on a GPU machine for benchmarks.
@@ -74,11 +75,13 @@ class Reading:
 @dataclass(frozen=True)
 class Recovery:
     """The extraction under the first reading that detected the mark (else the strongest one); its p-value is
-    already corrected for every test the search could have made: ``count_tests`` = every (model, hypothesis)
-    pair times each stage. ``stage``: whether it was read from the VAE latent (``encoded``) or the inverted noise
-    (``inverted``). ``model``: the identity (``ModelIdentity``) of the model whose latent gave that extraction;
-    ``models_tried`` of ``models_total`` models were encoded before the search stopped; ``inversions``: how many
-    pairs were inverted (the costly part)."""
+    already corrected for every test the search could have made (:func:`count_tests`: every (model, hypothesis)
+    pair times each stage; :func:`refine_tests` for a crop's refined readings). ``stage``: whether it was read
+    from the VAE latent (``encoded``), the inverted noise (``inverted``) or the inverted noise under a crop's
+    refined box (``refined``; ``hypothesis`` is then the refined one). ``model``: the identity
+    (``ModelIdentity``) of the model whose latent gave that extraction; ``models_tried`` of ``models_total``
+    models were encoded before the search stopped; ``inversions``: how many inversions were made, refinements
+    included (the costly part)."""
 
     extraction: Extraction
     hypothesis: Hypothesis
@@ -191,7 +194,7 @@ def corrected(raw: Extraction, total: float, fpr: float) -> Extraction:
     return replace(raw, p_value=10.0 ** log_p, log10_p_value=log_p, fpr=fpr)
 
 
-def worth_inverting(model, first: Extraction, total: int, hyp: Hypothesis) -> bool:
+def worth_inverting(model, first: Extraction, total: float, hyp: Hypothesis) -> bool:
     """Whether a pair whose first look gave ``first`` (corrected for ``total`` tests) goes on to its inversion.
     When the first look detected the mark, only if its agreement maps suggest tampering (:func:`tamper_suspected`):
     the tamper reading's thresholds are set on inverted noise, and the latent's per-frame agreement is uneven (a
