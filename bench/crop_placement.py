@@ -5,9 +5,10 @@ refinement (``detect.alignment.nudges``, ``detect.recovery.refine_crop``) and th
 
 Clips are bench/robustness.py's marked ones (same ``--cache``; made there if missing). Each is cropped to half its
 area off centre (``lab.attacks.crop_towards``, side 0.707, anchor (0.2, 0.8): the box at 7 and 30 px of 128) and
-scaled back, then restored by hand into a box of the crop's own size placed at the crop's position moved by 0 to 4
-pixels down, and read (VAE encode, 10-step inversion, the keyed test on the box's interior cells, no offset
-search): the evidence against the box's placement error. Then the same at the true position with the lost border
+scaled back, then restored as the verifier restores a crop (``alignment.uncrop`` into ``alignment.crop_box``,
+nudged) into a box of the crop's own size placed at the crop's position moved by 0 to 4 pixels down, and read
+(VAE encode, 10-step inversion, the keyed test on the box's interior cells, ``alignment.interior_mask``, no
+offset search): the evidence against the box's placement error. Then the same at the true position with the lost border
 filled by reflection instead of repeating the edge (what ``uncrop`` did before). The raw -log10 p of each reading,
 uncorrected (what one hypothesis of ``verify`` sees before its search's correction). Prints a table; with --json
 the last line is one JSON object.
@@ -34,18 +35,15 @@ FRACTION, ANCHOR = 0.5 ** 0.5, (0.2, 0.8)
 MOVES = (0, 1, 2, 3, 4)
 
 
-def restore(frames: np.ndarray, box: tuple[int, int, int, int], border: int) -> np.ndarray:
-    """The upload shrunk into ``box`` (top, left, height, width) of a frame of its size, the rest filled."""
+def reflected(frames: np.ndarray, crop: float, nudge: tuple[int, int, int]) -> np.ndarray:
+    """``alignment.uncrop`` with the lost border reflected instead of the edge repeated: what it did before."""
+    from framemark.detect import alignment
+
     h, w = frames.shape[1:3]
-    top, left, bh, bw = box
+    top, left, bh, bw = alignment.crop_box(h, w, crop, nudge)
     return np.stack([cv2.copyMakeBorder(cv2.resize(f, (bw, bh), interpolation=cv2.INTER_AREA),
-                                        top, h - bh - top, left, w - bw - left, border) for f in frames])
-
-
-def interior(box: tuple[int, int, int, int], h: int, w: int, scale: int) -> np.ndarray:
-    top, left, bh, bw = box
-    ys, xs = np.arange(h // scale) * scale, np.arange(w // scale) * scale
-    return ((ys >= top) & (ys + scale <= top + bh))[:, None] & ((xs >= left) & (xs + scale <= left + bw))[None, :]
+                                        top, h - bh - top, left, w - bw - left, cv2.BORDER_REFLECT_101)
+                     for f in frames])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from framemark.detect import alignment
     from framemark.generator.models import load_model
     from framemark.lab import attacks
     from framemark.watermark import extract
@@ -75,13 +74,16 @@ def main(argv: list[str] | None = None) -> int:
         upload = attacks.crop_towards(frames, FRACTION, ANCHOR)
         side = round(h * FRACTION)
         true_box = (round((h - side) * ANCHOR[0]), round((w - side) * ANCHOR[1]), side, side)
+        # the crop's box as the verifier restores one: a crop of its side, nudged from the centre onto it
+        crop = side / h
+        centred = alignment.crop_box(h, w, crop)
         readings = {}
-        for label, move, border in [*((f"{m} px", m, cv2.BORDER_REPLICATE) for m in MOVES),
-                                    ("0 px, reflected", 0, cv2.BORDER_REFLECT_101)]:
-            box = (true_box[0] + move, *true_box[1:])
-            z = model.invert(ae.encode(restore(upload, box, border)), 10)
+        for label, move, restore in [*((f"{m} px", m, alignment.uncrop) for m in MOVES),
+                                     ("0 px, reflected", 0, reflected)]:
+            nudge = (0, true_box[0] - centred[0] + move, true_box[1] - centred[1])
+            z = model.invert(ae.encode(restore(upload, crop, nudge)), 10)
             ex = extract(BENCH_KEY, z, template_frames=ae.latent_frames(frames.shape[0]),
-                         mask=interior(box, h, w, scale))
+                         mask=alignment.interior_mask(crop, h, w, scale, nudge=nudge))
             readings[label] = round(-ex.log10_p_value, 2)
         rows.append({"clip": clip, "box": list(true_box), "readings": readings})
         print(f"\r  clip {clip + 1}/{args.clips}", end="", file=sys.stderr, flush=True)

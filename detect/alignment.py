@@ -86,12 +86,11 @@ class Hypothesis:
         """The verdict's account of the geometry undone (``alignment``): the crop as the fraction of the generated
         height restored and as its box in generated pixels (before registration's whole-cell offset)."""
         s = self.shape
-        cropped = self.crop < 1.0
-        crop_box_ = crop_box(s.height, s.width, self.crop, self.nudge) if cropped else None
-        return {"crop_undone": round(crop_box_[2] / s.height, 4) if cropped else 1.0, "flipped": self.flip,
+        restored = crop_box(s.height, s.width, self.crop, self.nudge) if self.crop < 1.0 else None
+        return {"crop_undone": round(restored[2] / s.height, 4) if restored else 1.0, "flipped": self.flip,
                 "content_box": list(self.box) if self.box is not None else None,
                 "strip": [round(self.strip[0], 4), round(self.strip[1], 4)],
-                "crop_box": list(crop_box_) if cropped else None}
+                "crop_box": list(restored) if restored else None}
 
 
 def working_size(models) -> tuple[int, int]:

@@ -139,7 +139,7 @@ def _advance(model, key: WatermarkKey, chunk: list[_Search], steps: int, fpr: fl
             search.readings.append(Reading(search.pair, "inverted", corrected(raw[i][-1], total, fpr)))
     for i, search in enumerate(chunk):
         entry = search.next_pair
-        if not search.readings[-1].extraction.detected and worth_refining(entry.hypothesis, raw[i]):
+        if worth_refining(entry.hypothesis, raw[i]):
             stretch = search.frames[entry.segment.start:entry.segment.stop]
             search.readings += refine_crop(model, key, stretch, search.pair, entry.hypothesis, raw[i],
                                            refine_tests(search.plan), steps, fpr)

@@ -262,7 +262,7 @@ def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float 
         if worth_inverting(model, first, total, hyp):
             raw.append(read_hypothesis(model, key, model.invert(latent, steps), hyp, total, fpr))
             readings.append(Reading(pair, "inverted", corrected(raw[-1], total, fpr)))
-        if not readings[-1].extraction.detected and worth_refining(hyp, raw):
+        if worth_refining(hyp, raw):
             readings += refine_crop(model, key, stretch, pair, hyp, raw, refine_tests(plan), steps, fpr)
         if any(r.extraction.detected for r in readings):
             break
@@ -270,8 +270,8 @@ def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float 
 
 
 def worth_refining(hyp: Hypothesis, raw: list[Extraction]) -> bool:
-    """Whether a crop hypothesis whose readings (uncorrected, :func:`read_hypothesis`) detected nothing shows
-    enough of the key to be refined (:data:`REFINE_TRACE_P`)."""
+    """Whether a crop hypothesis is refined: its readings (uncorrected, :func:`read_hypothesis`) detected nothing
+    but show a trace of the key (:data:`REFINE_TRACE_P`)."""
     return bool(nudges(hyp)) and not any(ex.detected for ex in raw) and \
         min(ex.log10_p_value for ex in raw) <= math.log10(REFINE_TRACE_P)
 
@@ -301,13 +301,11 @@ def refine_crop(model, key: WatermarkKey, frames: np.ndarray, pair: int, hyp: Hy
         seen[nudge] = -math.inf if ex.detected else ex.log10_p_value
         return seen[nudge]
 
-    best = (0, 0, 0)
-    for axis, step in ((0, 2 * hyp.unit), (1, 2 * hyp.unit), (2, 2 * hyp.unit)):
+    best, step = (0, 0, 0), 2 * hyp.unit
+    for axis in range(3):
         for direction in (1, -1):
             while True:
-                trial = list(best)
-                trial[axis] += direction * step
-                trial = tuple(trial)
+                trial = best[:axis] + (best[axis] + direction * step,) + best[axis + 1:]
                 if read(trial) < seen[best]:
                     best = trial
                     if seen[best] == -math.inf:

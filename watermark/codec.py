@@ -480,7 +480,6 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
     log_offsets = 0.0  # the union bound's price of the offset reported (``reach``)
     if shifts(reach) > 1:  # registration: move the recovered latent onto the template first
         plane = np.ones((h, w), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        _usable_elements(plane, c, h, w)  # the mask's own checks
         shift = _register(layout, z, plane, reach)
         log_offsets = -math.log(CENTRED_SHARE)
         if shift != (0, 0):
@@ -488,7 +487,7 @@ def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template
             moved = _read(layout, z_moved, mask_moved, t_tpl)
             log_moved = math.log((shifts(reach) - 1) / (1.0 - CENTRED_SHARE))
             if moved.log_sf + log_moved < reading.log_sf + log_offsets:
-                reading, z, mask, log_offsets = moved, z_moved, mask_moved, log_moved
+                reading, log_offsets = moved, log_moved
             else:
                 shift = (0, 0)
     frames, usable, signs, assignment = reading.frames, reading.usable, reading.signs, reading.assignment
