@@ -4,8 +4,9 @@ A platform resizes, re-times, pads, mirrors and crops what it hosts. The verifie
 so it tries a list of hypotheses, each counted in the p-value's correction: the generated shape, the content box
 of the upload when padding bars surround it (:func:`content_box`, read from the frames: black, coloured or a
 blurred copy of the video), the strip of the generated frame that box holds when its aspect differs from the
-model's (a 9:16 strip cut from a square clip), a horizontal mirror, and centre crops scaled back up. The geometry
-that can be read from the content is read, never searched; what cannot (mirror, crop) is a short fixed list.
+model's (a 9:16 strip cut from a square clip), a horizontal mirror, and centre crops scaled back up, each at four
+half-cell phases of the latent grid. The geometry that can be read from the content is read, never searched; what
+cannot (mirror, crop) is a short fixed list.
 Hypotheses come from the model's own limits and defaults and the upload's content, never from the key, so the
 correction stays exact. Every geometric step (conform, uncrop, the cells a crop leaves intact) is defined here
 once; the attack suite crops with the same :func:`centre_box`.
@@ -40,11 +41,18 @@ SAME_ASPECT = 1.08
 # steps of two units on each axis, and moved by these many units, one unit being an eighth of a latent cell
 # (a pixel on an x8 model). The watermark reading of a cropped clip depends on where its box is restored to
 # within a pixel or two (bench/crop_placement.py on the embedded model: median -log10 p 41.5 in the crop's own
-# box, 25.6 one pixel off, 10.5 two off, 0 half a cell off). The coarse crops above are 0.1 apart, 13 px of box
-# side at 128 px; the sizes here span half of that either way and the moves half a cell, which registration's
-# whole cells complete.
+# box, 29.3 one pixel off, 8.6 two off, 0 half a cell off). The coarse crops above are 0.1 apart, 13 px of box
+# side at 128 px; the sizes here span half of that either way and the moves a quarter of a cell, which the
+# phases' half cells (:data:`CROP_PHASES`) and registration's whole cells complete.
 NUDGE_SIZES: tuple[int, ...] = (-3, -2, -1, 0, 1, 2, 3)
-NUDGE_MOVES: tuple[int, ...] = (-4, -2, 0, 2, 4)
+NUDGE_MOVES: tuple[int, ...] = (-2, 0, 2)
+# Each crop is searched at these phases of its box against the latent grid, in halves of a latent cell (rows,
+# columns): a crop placed anywhere is within a quarter of a cell (2 px on an x8 model) of one of them once
+# registration has moved it by whole cells, which the refinement's moves then close. Half a cell off, the mark
+# reads nothing and the refinement has no trace to start from (bench/crop_placement.py); the phases other than
+# (0, 0) cost an encode each on an unmarked upload and are inverted only when their first look shows a trace
+# (``recovery.worth_inverting``).
+CROP_PHASES: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,10 @@ class Hypothesis:
     frame), outside which there is padding; and the strip (fraction of the generated height, of its width) that
     box holds, centred ((1, 1): all of it); how far (latent cells, rows and columns) the crop's box may sit off
     the centre (:func:`crop_reach`): the watermark test registers the latent within it (``extract``'s
-    ``reach``) and counts every offset. ``unit``: the pixels of one refinement step of a crop (:func:`nudges`;
-    0: not refined), and ``nudge``: the refinement applied, (side change, rows moved, columns moved) in pixels of
-    the generated frame (:func:`crop_box`)."""
+    ``reach``) and counts every offset. ``phase``: where the crop's box sits against the latent grid (rows,
+    columns moved, in pixels of the generated frame: 0 or half a cell, :data:`CROP_PHASES`). ``unit``: the
+    pixels of one refinement step of a crop (:func:`nudges`; 0: not refined), and ``nudge``: the refinement
+    applied, (side change, rows moved, columns moved) in pixels, on top of the phase (:attr:`placement`)."""
 
     shape: GenerationShape
     crop: float
@@ -72,8 +81,15 @@ class Hypothesis:
     box: tuple[int, int, int, int] | None = None
     strip: tuple[float, float] = (1.0, 1.0)
     reach: tuple[int, int] = (0, 0)
+    phase: tuple[int, int] = (0, 0)
     unit: int = 0
     nudge: tuple[int, int, int] = (0, 0, 0)
+
+    @property
+    def placement(self) -> tuple[int, int, int]:
+        """The crop's box as :func:`crop_box` takes it: the refinement's nudge moved by the phase."""
+        size, dy, dx = self.nudge
+        return size, dy + self.phase[0], dx + self.phase[1]
 
     @property
     def core(self) -> bool:
@@ -86,7 +102,7 @@ class Hypothesis:
         """The verdict's account of the geometry undone (``alignment``): the crop as the fraction of the generated
         height restored and as its box in generated pixels (before registration's whole-cell offset)."""
         s = self.shape
-        restored = crop_box(s.height, s.width, self.crop, self.nudge) if self.crop < 1.0 else None
+        restored = crop_box(s.height, s.width, self.crop, self.placement) if self.crop < 1.0 else None
         return {"crop_undone": round(restored[2] / s.height, 4) if restored else 1.0, "flipped": self.flip,
                 "content_box": list(self.box) if self.box is not None else None,
                 "strip": [round(self.strip[0], 4), round(self.strip[1], 4)],
@@ -140,9 +156,15 @@ def hypotheses(model, num_frames: int, height: int, width: int,
     # side) a 0.9 crop leaves none, and there is nothing to test. Fixed by the shape, so the p-value stays exact.
     scale = model.autoencoder.spatial_factor
     first = found[0]
-    found += [replace(first, crop=crop, reach=crop_reach(crop, first.shape, scale), unit=max(1, scale // 8))
+    # every crop at its box's own phase first (a centred crop is found as soon as before), then at the others;
+    # a phase that would move the box out of a small frame is left out
+    h, w = first.shape.height, first.shape.width
+    found += [replace(first, crop=crop, reach=crop_reach(crop, first.shape, scale), unit=max(1, scale // 8),
+                      phase=phase)
+              for phase in ((rows * (scale // 2), cols * (scale // 2)) for rows, cols in CROP_PHASES)
               for crop in CROP_FRACTIONS
-              if interior_mask(crop, first.shape.height, first.shape.width, scale, first.strip).any()]
+              if box_fits(h, w, crop, (0, *phase))
+              and interior_mask(crop, h, w, scale, first.strip, (0, *phase)).any()]
     # mirrored: the uncropped views only (a mirrored and cropped clip is not searched: one encode each)
     return found + [replace(h, flip=True) for h in found if h.crop >= 1.0]
 
@@ -169,10 +191,15 @@ def nudges(hyp: Hypothesis) -> list[tuple[int, int, int]]:
                 nudge = (2 * size * u, dy * u, dx * u)
                 if nudge == (0, 0, 0):
                     continue
-                top, left, bh, bw = crop_box(h, w, hyp.crop, nudge)
-                if bh < h and bw < w and top >= 0 and left >= 0 and top + bh <= h and left + bw <= w:
+                if box_fits(h, w, hyp.crop, replace(hyp, nudge=nudge).placement):
                     found.append(nudge)
     return found
+
+
+def box_fits(height: int, width: int, crop: float, placement: tuple[int, int, int]) -> bool:
+    """Whether the box :func:`crop_box` gives lies inside the frame and is smaller than it."""
+    top, left, bh, bw = crop_box(height, width, crop, placement)
+    return bh < height and bw < width and top >= 0 and left >= 0 and top + bh <= height and left + bw <= width
 
 
 def crop_box(height: int, width: int, crop: float, nudge: tuple[int, int, int] = (0, 0, 0)
@@ -271,7 +298,7 @@ def prepare(frames: np.ndarray, hyp: Hypothesis) -> np.ndarray:
         inner = conform_frames(frames, s.frames, ih, iw)
         conformed = np.stack([cv2.copyMakeBorder(f, top, s.height - ih - top, left, s.width - iw - left,
                                                  cv2.BORDER_REFLECT_101) for f in inner])
-    return uncrop(conformed, hyp.crop, hyp.nudge)
+    return uncrop(conformed, hyp.crop, hyp.placement)
 
 
 def strip_box(height: int, width: int, strip: tuple[float, float]) -> tuple[int, int, int, int]:
@@ -309,7 +336,7 @@ def uncrop(frames: np.ndarray, crop: float, nudge: tuple[int, int, int] = (0, 0,
     """Undo a crop of ``crop`` that was scaled back to full size: shrink the frames into the box
     :func:`crop_box` gives (the centre, nudged) on a canvas of the original size. The lost border carries no mark;
     it is filled by repeating the edge, which let more of the mark inside be read than a reflection did
-    (bench/crop_placement.py: 4 clips of 4, median -log10 p 41.5 against 34.1)."""
+    (bench/crop_placement.py: 4 clips of 4, median -log10 p 41.5 against 40.4)."""
     if crop >= 1.0:
         return frames
     h, w = frames.shape[1:3]

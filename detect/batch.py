@@ -37,15 +37,12 @@ from framemark.watermark import WatermarkKey
 
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
 from .alignment import GenerationShape, prepare
-from .recovery import (Candidate, Reading, Recovery, as_models, conclude, corrected, count_tests, read_hypothesis,
-                       refine_crop, refine_tests, search_plan, worth_inverting, worth_refining)
+from .recovery import (MAX_BATCH_LATENT, Candidate, Reading, Recovery, as_models, conclude, corrected, count_tests,
+                       read_hypothesis, refine_crop, refine_tests, search_plan, worth_inverting, worth_refining)
 from .verdict import Verdict
 
 # Clips per inversion call when the caller does not say, on a GPU (bench/batch_verify.py measures 1 to 32).
 DEFAULT_BATCH_SIZE = 16
-# At most this many latent elements (clips x C x t x h x w) per call: 51 clips of the embedded model's
-# 16x5x16x16, one clip of Wan 2.1 at 480x832x81 (2.1M elements), so a batch never multiplies a real model's memory.
-MAX_BATCH_LATENT = 1 << 20
 # verify_files holds at most this many bytes of decoded frames waiting for their batch's recovery.
 MAX_HELD_BYTES = 2 << 30
 

@@ -47,6 +47,16 @@ REFINE_TRACE_P = 1e-2
 REFINE_SHARE = 0.2
 # A refinement stops after this many readings (each one encode and one inversion) or at a detection.
 MAX_REFINE_READINGS = 10
+# The search encodes the plan's entries this many at a time (those of one model and generated shape), the first
+# needed and the next ones. On a CPU PyTorch sends a 3D convolution of a batch of one whose batch x channels x
+# frames x rows is at most 20480 to its slow native kernel (torch.profiler: half of one embedded-model encode is
+# slow_conv3d_forward) and a batch of two to oneDNN, so two clips encode in about the time of one (2 cores:
+# 1.2 s against 1.1 s). A clip detected at its first entry pays the difference.
+ENCODE_AHEAD = 2
+# At most this many latent elements (clips x C x t x h x w) per VAE or sampler call: 51 clips of the embedded
+# model's 16x5x16x16, one clip of Wan 2.1 at 480x832x81 (2.1M elements), so grouping clips never multiplies a
+# real model's memory (here and in ``detect.batch``).
+MAX_BATCH_LATENT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -184,7 +194,7 @@ def read_hypothesis(model, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothes
     """:func:`check_hypothesis` before the correction: its p-value is the test's own (what the search's choices
     look at), its ``detected`` already decided at ``fpr / total``."""
     ae = model.autoencoder
-    mask = interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, ae.spatial_factor, hyp.strip, hyp.nudge)
+    mask = interior_mask(hyp.crop, hyp.shape.height, hyp.shape.width, ae.spatial_factor, hyp.strip, hyp.placement)
     return extract(key, z_hat, fpr=fpr / total, template_frames=ae.latent_frames(hyp.shape.frames), mask=mask,
                    reach=hyp.reach)
 
@@ -196,19 +206,24 @@ def corrected(raw: Extraction, total: float, fpr: float) -> Extraction:
 
 def worth_inverting(model, first: Extraction, total: float, hyp: Hypothesis) -> bool:
     """Whether a pair whose first look gave ``first`` (corrected for ``total`` tests) goes on to its inversion.
+
     When the first look detected the mark, only if its agreement maps suggest tampering (:func:`tamper_suspected`):
     the tamper reading's thresholds are set on inverted noise, and the latent's per-frame agreement is uneven (a
-    causal VAE encodes the first frame on its own), so the inversion confirms or clears it. On a model whose first look is known to predict the inversion
-    (``VideoModel.first_look``), only when ``first`` shows a trace of the key (uncorrected p at most
-    :data:`FIRST_LOOK_CONTINUE_P`); on any other model, for the core hypotheses (``Hypothesis.core``), so that
-    mirrors and deep crops cost an encode, never an inversion. A corrected p clipped at 1 means an uncorrected p of
-    at least 1/total, above the bound whenever total <= 100; beyond, it is conservatively inverted."""
+    causal VAE encodes the first frame on its own), so the inversion confirms or clears it. A crop is always
+    inverted at its box's own phase, and at the other phases (``alignment.CROP_PHASES``) only when ``first`` shows
+    a trace of the key (uncorrected p at most :data:`FIRST_LOOK_CONTINUE_P`): an unmarked upload pays their encodes
+    alone. An uncropped view is inverted on such a trace on a model whose first look is known to predict the
+    inversion (``VideoModel.first_look``), and on any other model if it is a core hypothesis (``Hypothesis.core``),
+    so that mirrors cost an encode, never an inversion. A corrected p clipped at 1 means an uncorrected p of at
+    least 1/total, above the bound whenever total <= 100; beyond, it is conservatively inverted."""
     if first.detected:
         return tamper_suspected(first)
-    if hyp.crop < 1.0:  # whatever the first look read: the first-look bench measured uncropped views, and a crop's
-        return True     # refinement starts from its inverted reading (docs/watermark.md, "Where in space")
-    if not model.first_look:
+    if hyp.crop < 1.0 and hyp.phase == (0, 0):  # whatever the first look read: the first-look bench measured
+        return True  # uncropped views, and a crop's refinement starts from its inverted reading (docs/watermark.md)
+    if hyp.crop >= 1.0 and not model.first_look:
         return hyp.core
+    # a crop at another phase of the latent grid (``alignment.CROP_PHASES``), on every model, and any view on a
+    # model whose first look is measured: only on a trace of the key
     if first.log10_p_value >= 0.0 and total > 1.0 / FIRST_LOOK_CONTINUE_P:
         return True
     return first.log10_p_value - math.log10(total) <= math.log10(FIRST_LOOK_CONTINUE_P)
@@ -252,10 +267,13 @@ def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float 
     plan = search_plan(models, frames, fps)
     total = count_tests(plan)
     readings: list[Reading] = []
+    ahead: dict[int, torch.Tensor] = {}  # latents encoded with an earlier entry's
     for pair, entry in enumerate(plan):
         model, hyp = models[entry.model], entry.hypothesis
         stretch = frames[entry.segment.start:entry.segment.stop]
-        latent = encode_hypothesis(model, stretch, hyp)
+        if pair not in ahead:
+            ahead.update(encode_entries(models, frames, plan, pair))
+        latent = ahead.pop(pair)
         raw = [read_hypothesis(model, key, latent, hyp, total, fpr)]
         readings.append(Reading(pair, "encoded", corrected(raw[0], total, fpr)))
         first = readings[-1].extraction
@@ -267,6 +285,25 @@ def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float 
         if any(r.extraction.detected for r in readings):
             break
     return conclude(models, plan, readings)
+
+
+def encode_entries(models, frames: np.ndarray, plan: list[Candidate], start: int) -> dict[int, torch.Tensor]:
+    """The latents of ``plan[start]`` and of the entries after it that the same call can encode
+    (:data:`ENCODE_AHEAD` in all, of one model and one generated shape, :data:`MAX_BATCH_LATENT` elements at
+    most), by plan index. Each is what :func:`encode_hypothesis` gives for it, up to the order of floating-point
+    sums."""
+    first = plan[start]
+    model = as_models(models)[first.model]
+    shape = first.hypothesis.shape
+    room = MAX_BATCH_LATENT // max(1, int(np.prod(model.latent_shape(shape.frames, shape.height, shape.width))))
+    picked = [start]
+    for index in range(start + 1, min(len(plan), start + min(ENCODE_AHEAD, max(1, room)))):
+        if plan[index].model != first.model or plan[index].hypothesis.shape != shape:
+            break
+        picked.append(index)
+    clips = [prepare(frames[plan[i].segment.start:plan[i].segment.stop], plan[i].hypothesis) for i in picked]
+    latents = model.autoencoder.encode_many(clips)
+    return {i: latents[row:row + 1] for row, i in enumerate(picked)}
 
 
 def worth_refining(hyp: Hypothesis, raw: list[Extraction]) -> bool:

@@ -7,6 +7,7 @@ uint8 frames (T,H,W,3) and returns uint8 frames; the H.264 one goes through a re
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +114,15 @@ def crop_towards(frames: np.ndarray, fraction: float, anchor: tuple[float, float
     y0, x0 = round((h - ch) * anchor[0]), round((w - cw) * anchor[1])
     return np.stack([cv2.resize(f[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_CUBIC)
                      for f in frames])
+
+
+def crop_anywhere(frames: np.ndarray, fraction: float) -> np.ndarray:
+    """:func:`crop_towards` at an anchor drawn for this clip (seeded by a hash of its first frame, so the same
+    clip is always cropped the same way): across a bench's clips the box lands at every position, and so at every
+    phase of the latent grid, which one fixed anchor would not test."""
+    seed = int.from_bytes(hashlib.sha256(np.ascontiguousarray(frames[0]).tobytes()).digest()[:8], "little")
+    anchor = np.random.default_rng(seed).uniform(0.0, 1.0, size=2)
+    return crop_towards(frames, fraction, (float(anchor[0]), float(anchor[1])))
 
 
 def contrast(frames: np.ndarray, factor: float = 0.8) -> np.ndarray:
@@ -352,6 +362,7 @@ PLATFORM_EDITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "crop_area60%": lambda f: center_crop(f, 0.6 ** 0.5),
     "crop_area50%": lambda f: center_crop(f, 0.5 ** 0.5),
     "crop_area50%_offcentre": lambda f: crop_towards(f, 0.5 ** 0.5, (0.2, 0.8)),
+    "crop_area50%_anywhere": lambda f: crop_anywhere(f, 0.5 ** 0.5),
     "strip_9x16": strip,
     SPLICE_EDIT: splice,
 }

@@ -45,9 +45,11 @@ def test_uncrop_puts_a_centre_crop_back_where_it_came_from():
 
 def test_hypotheses_cover_dropped_frames_and_crops(model):
     own_default = alignment.hypotheses(model, 17, 128, 128)
+    crops = [(17, c, False) for c in (0.9, 0.8, 0.7)]
     assert [(h.shape.frames, h.crop, h.flip) for h in own_default] == [
-        (17, 1.0, False), (17, 0.9, False), (17, 0.8, False), (17, 0.7, False), (17, 1.0, True)]
-    assert [h.core for h in own_default] == [True, True, True, False, False]
+        (17, 1.0, False), *crops * 4, (17, 1.0, True)]
+    assert [h.phase for h in own_default[1:13]] == [(0, 0)] * 3 + [(0, 4)] * 3 + [(4, 0)] * 3 + [(4, 4)] * 3
+    assert [h.core for h in own_default[:4]] == [True, True, True, False] and not own_default[-1].core
     dropped = alignment.hypotheses(model, 13, 128, 128)
     assert [(h.shape.frames, h.crop) for h in dropped][:2] == [(13, 1.0), (17, 1.0)]
     odd = alignment.hypotheses(model, 120, 720, 1280)

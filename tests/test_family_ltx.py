@@ -299,8 +299,14 @@ def test_generate_writes_a_marked_signed_clip_naming_the_ltx_model(ltx_clip, ltx
     # the random VAE does not give the mark back from pixels: the check ran, on LTX's grid, and said so
     mark = verdict["watermark"]
     assert mark is not None and "detected" in mark and 0.0 <= mark["p_value"] <= 1.0
-    # the clip, centre crops of 0.9, 0.8 and 0.7 (each leaves whole 32-pixel cells), and its mirror
-    assert mark["alignment"]["generated_frames"] == 17 and mark["alignment"]["hypotheses_total"] == 5
+    # the clip, centre crops of 0.9, 0.8 and 0.7 (each leaves whole 32-pixel cells) at the phases that keep the
+    # box in the frame (a 0.9 crop moved half of a 32-pixel cell leaves it), and its mirror
+    from framemark.detect import alignment
+
+    plan = alignment.hypotheses(load_model(ltx_folder), 17, *verdict["watermark"]["alignment"]["generated_size"])
+    own_phase = [h for h in plan if h.crop < 1.0 and h.phase == (0, 0)]
+    assert [h.crop for h in own_phase] == list(alignment.CROP_FRACTIONS) and len(plan) > 2 + len(own_phase)
+    assert mark["alignment"]["generated_frames"] == 17 and mark["alignment"]["hypotheses_total"] == len(plan)
 
 
 def test_a_clip_checked_against_the_other_family_is_not_detected(ltx_clip, ltx_folder, cli, make_clip, tmp_path):

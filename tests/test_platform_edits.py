@@ -88,20 +88,29 @@ def test_stretches_of_a_longer_upload_are_searched_without_crops_or_mirrors(clip
 
 
 def test_refinements_are_fixed_by_the_hypothesis_and_stay_in_the_frame(model):
+    from dataclasses import replace
+
     from framemark.detect import recovery
 
     plan = recovery.search_plan([model], np.zeros((17, 128, 128, 3), np.uint8))
     crops = [c.hypothesis for c in plan if c.hypothesis.crop < 1.0]
     assert crops and all(not alignment.nudges(c.hypothesis) for c in plan if c.hypothesis.crop >= 1.0)
+    # every crop at every half-cell phase of the latent grid, its own phase first
+    assert {(h.crop, h.phase) for h in crops} == {(c, p) for c in alignment.CROP_FRACTIONS
+                                                  for p in ((0, 0), (0, 4), (4, 0), (4, 4))}
+    assert [h.phase for h in crops[:len(alignment.CROP_FRACTIONS)]] == [(0, 0)] * len(alignment.CROP_FRACTIONS)
     full = len(alignment.NUDGE_SIZES) * len(alignment.NUDGE_MOVES) ** 2 - 1
     for hyp in crops:
         grid = alignment.nudges(hyp)
         assert 0 < len(grid) <= full and (0, 0, 0) not in grid and len(set(grid)) == len(grid)
         for nudge in grid:
-            top, left, h, w = alignment.crop_box(128, 128, hyp.crop, nudge)
+            placed = replace(hyp, nudge=nudge).placement
+            top, left, h, w = alignment.crop_box(128, 128, hyp.crop, placed)
             assert 0 <= top and 0 <= left and top + h <= 128 and left + w <= 128 and h < 128
-            mask = alignment.interior_mask(hyp.crop, 128, 128, 8, nudge=nudge)
+            mask = alignment.interior_mask(hyp.crop, 128, 128, 8, nudge=placed)
             assert mask.any() and mask.sum() <= (h // 8) * (w // 8)
+    # a phase that would push the box out of a small frame is not searched (58 px of 64, 3 px from the top)
+    assert alignment.box_fits(64, 64, 0.9, (0, 0, 0)) and not alignment.box_fits(64, 64, 0.9, (0, 4, 4))
     # side changes keep the aspect; moves move the box and the cells tested with it
     assert alignment.crop_box(480, 832, 0.7, (6, 0, 0))[2:] == (342, 593)
     moved = alignment.interior_mask(0.7, 128, 128, 8, nudge=(0, 8, 0))
@@ -133,7 +142,7 @@ def test_a_crop_between_the_searched_fractions_is_refined_towards_its_box(clip, 
     best = min(readings, key=lambda r: r.extraction.log10_p_value)
     assert best.extraction.detected and best.extraction.payload.hex == clip["payload"]
     assert best.extraction.log10_p_value + price < coarse - 2
-    side = alignment.crop_box(128, 128, best.hypothesis.crop, best.hypothesis.nudge)[2]
+    side = alignment.crop_box(128, 128, best.hypothesis.crop, best.hypothesis.placement)[2]
     assert abs(side - 96) < abs(round(0.8 * 128) - 96)
     # what starts a refinement: a trace without a detection
     trace = replace(raw[0], detected=False, log10_p_value=-3.0)
@@ -141,6 +150,44 @@ def test_a_crop_between_the_searched_fractions_is_refined_towards_its_box(clip, 
     assert not recovery.worth_refining(hyp, [replace(trace, log10_p_value=-1.0)])
     assert not recovery.worth_refining(hyp, [trace, replace(trace, detected=True)])
     assert not recovery.worth_refining(plan[0].hypothesis, [trace])  # not a crop
+
+
+def test_a_crop_off_the_latent_grid_is_read_at_another_phase(clip, model, watermark_key):
+    # half the area kept, the box 7 px from the top and 30 px from the left of 128: at its own phase the restored
+    # box is 3 and 4 px off the cells of registration's whole-cell offsets, and the mark reads nothing; moved
+    # half a cell on each axis it is within a pixel, and the first look alone already shows the key
+    from framemark.detect import recovery
+
+    frames = attacks.PLATFORM_EDITS["crop_area50%_offcentre"](clip["frames"])
+    plan = recovery.search_plan([model], frames, 8.0)
+    total = recovery.count_tests(plan)
+    own, moved = (next(c.hypothesis for c in plan if c.hypothesis.crop == 0.7 and c.hypothesis.phase == phase)
+                  for phase in ((0, 0), (4, 4)))
+    readings = {}
+    for hyp in (own, moved):
+        latent = recovery.encode_hypothesis(model, frames, hyp)
+        first = recovery.check_hypothesis(model, watermark_key, latent, hyp, total)
+        inverted = recovery.check_hypothesis(model, watermark_key, model.invert(latent, 10), hyp, total)
+        readings[hyp.phase] = (first, inverted)
+    assert not any(ex.detected for ex in readings[(0, 0)])
+    assert not recovery.worth_refining(own, [recovery.read_hypothesis(model, watermark_key,
+                                                                      recovery.encode_hypothesis(model, frames, own),
+                                                                      own, total)])
+    first, inverted = readings[(4, 4)]
+    assert recovery.worth_inverting(model, first, total, moved)  # its first look shows a trace
+    assert inverted.detected and inverted.payload.hex == clip["payload"]
+    # an unmarked first look at another phase is not inverted; at the crop's own phase it always is
+    blank = recovery.check_hypothesis(model, watermark_key, _unmarked_latent(model, moved), moved, total)
+    assert not recovery.worth_inverting(model, blank, total, moved)
+    assert recovery.worth_inverting(model, blank, total, own)
+
+
+def _unmarked_latent(model, hyp):
+    """Noise of the latent shape of ``hyp`` that no key marked."""
+    import torch
+
+    s = hyp.shape
+    return torch.randn(model.latent_shape(s.frames, s.height, s.width), generator=torch.Generator().manual_seed(5))
 
 
 @pytest.mark.slow

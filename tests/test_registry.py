@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from framemark.detect.alignment import CROP_FRACTIONS, CROP_PHASES
 from framemark.generator.models import DEFAULT_MODEL_DIR
 from framemark.generator.models.base import identity_of
 
@@ -25,6 +26,8 @@ OTHER_NAME = "framemark-wan-reinit"
 PROMPT = "a yellow square moving down"
 CLIP_OF_EMBEDDED = "00c0ffee0a01"  # with conftest's fixed key: deterministic detection (see conftest)
 CLIP_OF_OTHER = "00c0ffee0b02"
+# the entries of one model's plan for a square 128-pixel clip: the clip, every crop at every phase, the mirror
+PLAN = 1 + len(CROP_FRACTIONS) * len(CROP_PHASES) + 1
 
 
 def reports_of(result) -> dict:
@@ -170,8 +173,8 @@ def test_a_clip_verifies_under_its_own_model_which_is_named(two_clips):
     assert mark["detected"] and mark["p_value"] <= 1e-6
     assert mark["payload"] == two_clips["records"]["embedded.mp4"]["watermark"]["payload"]
     assert mark["model"] == described(DEFAULT_MODEL_DIR)
-    # five hypotheses: the clip, centre crops of 0.9, 0.8 and 0.7, the mirror
-    assert (mark["models_tried"], mark["models_total"], mark["alignment"]["hypotheses_total"]) == (1, 1, 5)
+    # the clip, centre crops of 0.9, 0.8 and 0.7 at each of four phases of the latent grid, the mirror
+    assert (mark["models_tried"], mark["models_total"], mark["alignment"]["hypotheses_total"]) == (1, 1, PLAN)
     assert report["verdict"] == "watermarked-synthetic"
 
 
@@ -180,7 +183,7 @@ def test_a_clip_checked_against_another_model_is_not_detected(two_clips, clip, m
     report = two_clips["runs"][model][clip]
     mark = report["watermark"]
     assert not mark["detected"] and mark["payload"] is None and mark["p_value"] > 1e-6
-    assert mark["model"] is None and mark["alignment"]["hypotheses_tried"] == 5
+    assert mark["model"] is None and mark["alignment"]["hypotheses_tried"] == PLAN
     assert report["verdict"] != "watermarked-synthetic" and report["ledger"] is None
 
 
@@ -190,9 +193,9 @@ def test_with_both_registered_the_clip_is_detected_corrected_for_two_models(two_
     assert mark["detected"] and mark["payload"] == two_clips["records"]["embedded.mp4"]["watermark"]["payload"]
     assert mark["model"] == described(DEFAULT_MODEL_DIR)
     assert (mark["models_tried"], mark["models_total"]) == (2, 2)
-    # the other model is tried first: all its 5 hypotheses fail, the embedded model's first detects
-    assert (mark["alignment"]["hypotheses_tried"], mark["alignment"]["hypotheses_total"]) == (6, 10)
-    # the same reading as with the embedded model alone, its p-value multiplied by 10 entries instead of 5
+    # the other model is tried first: all its hypotheses fail, the embedded model's first detects
+    assert (mark["alignment"]["hypotheses_tried"], mark["alignment"]["hypotheses_total"]) == (PLAN + 1, 2 * PLAN)
+    # the same reading as with the embedded model alone, its p-value multiplied by twice as many entries
     assert mark["bit_accuracy"] == alone["bit_accuracy"]
     assert mark["log10_p_value"] == pytest.approx(alone["log10_p_value"] + math.log10(2), abs=2e-3)
 

@@ -382,7 +382,7 @@ def _read(layout: _Layout, z: np.ndarray, mask, t_tpl: int) -> _Reading:
     signs = np.sign(frames).astype(np.float32)
     matches = _sign_matches(signs, pilots)
     frame_matrix = matches / np.maximum(n_pilot, 1)
-    assignment = matches.argmax(axis=1)
+    assignment = frame_matrix.argmax(axis=1)
 
     # 2. detection statistic over one representative recovered frame per used template frame: its pilots and its
     # payload replicas, the key stream removed (evidence.py)
