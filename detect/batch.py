@@ -38,7 +38,8 @@ from framemark.watermark import WatermarkKey
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
 from .alignment import GenerationShape, prepare
 from .recovery import (MAX_BATCH_LATENT, Candidate, Reading, Recovery, as_models, conclude, corrected, count_tests,
-                       read_hypothesis, refine_crop, refine_tests, search_plan, worth_inverting, worth_refining)
+                       latent_elements, read_hypothesis, refine_crop, refine_tests, search_plan, worth_inverting,
+                       worth_refining)
 from .verdict import Verdict
 
 # Clips per inversion call when the caller does not say, on a GPU (bench/batch_verify.py measures 1 to 32).
@@ -102,14 +103,10 @@ def recover_watermark_batch(models, key: WatermarkKey, clips: list[np.ndarray], 
             break
         for (index, shape), group in groups.items():
             model = models[index]
-            per_call = max(1, min(batch_size, MAX_BATCH_LATENT // _latent_elements(model, shape)))
+            per_call = max(1, min(batch_size, MAX_BATCH_LATENT // latent_elements(model, shape)))
             for start in range(0, len(group), per_call):
                 _advance(model, key, group[start:start + per_call], steps, fpr)
     return [conclude(models, s.plan, s.readings) for s in searches]
-
-
-def _latent_elements(model, shape: GenerationShape) -> int:
-    return int(np.prod(model.latent_shape(shape.frames, shape.height, shape.width)))
 
 
 def _advance(model, key: WatermarkKey, chunk: list[_Search], steps: int, fpr: float) -> None:

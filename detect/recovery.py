@@ -21,7 +21,7 @@ from framemark.generator.models import ModelIdentity, VideoModel
 from framemark.watermark import Extraction, WatermarkKey, extract
 
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
-from .alignment import Hypothesis, content_box, hypotheses, interior_mask, nudges, prepare
+from .alignment import GenerationShape, Hypothesis, content_box, hypotheses, interior_mask, nudges, prepare
 from .segments import Segment, segments
 
 
@@ -295,7 +295,7 @@ def encode_entries(models, frames: np.ndarray, plan: list[Candidate], start: int
     first = plan[start]
     model = as_models(models)[first.model]
     shape = first.hypothesis.shape
-    room = MAX_BATCH_LATENT // max(1, int(np.prod(model.latent_shape(shape.frames, shape.height, shape.width))))
+    room = MAX_BATCH_LATENT // max(1, latent_elements(model, shape))
     picked = [start]
     for index in range(start + 1, min(len(plan), start + min(ENCODE_AHEAD, max(1, room)))):
         if plan[index].model != first.model or plan[index].hypothesis.shape != shape:
@@ -304,6 +304,12 @@ def encode_entries(models, frames: np.ndarray, plan: list[Candidate], start: int
     clips = [prepare(frames[plan[i].segment.start:plan[i].segment.stop], plan[i].hypothesis) for i in picked]
     latents = model.autoencoder.encode_many(clips)
     return {i: latents[row:row + 1] for row, i in enumerate(picked)}
+
+
+def latent_elements(model, shape: GenerationShape) -> int:
+    """How many latent elements one clip of generated ``shape`` has under ``model``:
+    what :data:`MAX_BATCH_LATENT` counts."""
+    return int(np.prod(model.latent_shape(shape.frames, shape.height, shape.width)))
 
 
 def worth_refining(hyp: Hypothesis, raw: list[Extraction]) -> bool:

@@ -355,6 +355,7 @@ def _moved(z: np.ndarray, mask: np.ndarray, d: tuple[int, int]) -> tuple[np.ndar
     kept[dst_y, dst_x] = mask[src_y, src_x]
     return moved, kept
 
+
 @dataclass(frozen=True)
 class _Reading:
     """Steps 1 and 2 of :func:`extract` on one placement of the recovered latent: the frame alignment and the
@@ -405,7 +406,6 @@ def _read(layout: _Layout, z: np.ndarray, mask, t_tpl: int) -> _Reading:
         bit_counts += np.bincount(code_of[y != 0], minlength=N_CODE_BITS)
     return _Reading(frames, usable, signs, frame_matrix, assignment, m_total / n_total,
                     evidence.log_sf(pilot_sum, pilot_count, bit_sums, bit_counts))
-
 
 
 def extract(key: WatermarkKey, z_hat, fpr: float = 1e-6, cell: int = 4, template_frames: int | None = None,
