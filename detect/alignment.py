@@ -14,6 +14,7 @@ once; the attack suite crops with the same :func:`centre_box`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import cv2
@@ -170,10 +171,14 @@ def hypotheses(model, num_frames: int, height: int, width: int,
 
 
 def crop_reach(crop: float, shape: GenerationShape, scale: int) -> tuple[int, int]:
-    """How many latent cells (rows, columns) a crop keeping ``crop`` of each side can sit off the centre: half the
-    room it leaves, rounded. A crop anywhere in the frame is then within reach of the centred one, to the nearest
-    cell; what is left (under half a cell) the test absorbs."""
-    return (round((1.0 - crop) * shape.height / scale / 2), round((1.0 - crop) * shape.width / scale / 2))
+    """How many latent cells (rows, columns) a crop keeping ``crop`` of each side can sit off the centre: enough
+    that a box against either edge (half the room it leaves away) is within a quarter of a cell of a whole-cell
+    offset or of one moved half a cell further (:data:`CROP_PHASES` move the box down and right only, so the top
+    and left edges need the extra cell: at 0.7 of 128 px, 2.4 cells of room rounded to 2 left a box against the
+    top 3 px from every position the search reads)."""
+    def reach(side: int) -> int:
+        return max(0, math.ceil((1.0 - crop) * side / scale / 2 - 0.25))
+    return reach(shape.height), reach(shape.width)
 
 
 def nudges(hyp: Hypothesis) -> list[tuple[int, int, int]]:

@@ -38,8 +38,8 @@ from framemark.watermark import WatermarkKey
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
 from .alignment import GenerationShape, prepare
 from .recovery import (MAX_BATCH_LATENT, Candidate, Reading, Recovery, as_models, conclude, corrected, count_tests,
-                       latent_elements, read_hypothesis, refine_crop, refine_tests, search_plan, worth_inverting,
-                       worth_refining)
+                       latent_elements, polish, read_hypothesis, refine_crop, refine_tests, search_plan,
+                       worth_inverting, worth_refining)
 from .verdict import Verdict
 
 # Clips per inversion call when the caller does not say, on a GPU (bench/batch_verify.py measures 1 to 32).
@@ -106,7 +106,8 @@ def recover_watermark_batch(models, key: WatermarkKey, clips: list[np.ndarray], 
             per_call = max(1, min(batch_size, MAX_BATCH_LATENT // latent_elements(model, shape)))
             for start in range(0, len(group), per_call):
                 _advance(model, key, group[start:start + per_call], steps, fpr)
-    return [conclude(models, s.plan, s.readings) for s in searches]
+    return [conclude(models, s.plan, s.readings, polish(models, key, s.frames, s.plan, s.readings, steps, fpr))
+            for s in searches]
 
 
 def _advance(model, key: WatermarkKey, chunk: list[_Search], steps: int, fpr: float) -> None:
@@ -120,9 +121,8 @@ def _advance(model, key: WatermarkKey, chunk: list[_Search], steps: int, fpr: fl
     for i, search in enumerate(chunk):
         hyp, total = search.next_pair.hypothesis, count_tests(search.plan)
         raw.append([read_hypothesis(model, key, latents[i:i + 1], hyp, total, fpr)])
-        first = corrected(raw[i][0], total, fpr)
-        search.readings.append(Reading(search.pair, "encoded", first))
-        if worth_inverting(model, first, total, hyp):
+        search.readings.append(Reading(search.pair, "encoded", corrected(raw[i][0], total, fpr)))
+        if worth_inverting(model, raw[i][0], hyp):
             undecided.append(i)
     if undecided:
         z_hat = model.invert(latents[undecided], steps).cpu()

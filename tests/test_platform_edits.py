@@ -81,7 +81,13 @@ def test_stretches_of_a_longer_upload_are_searched_without_crops_or_mirrors(clip
     assert any(c.hypothesis.crop < 1.0 for c in whole) and any(c.hypothesis.flip for c in whole)
     assert all(c.hypothesis.reach == alignment.crop_reach(c.hypothesis.crop, c.hypothesis.shape, 8)
                for c in whole)
-    assert {c.hypothesis.reach for c in whole if c.hypothesis.crop == 0.7} == {(2, 2)}
+    # a box against any edge is within a quarter of a cell (2 px) of a position the search reads: registration's
+    # whole cells within reach, each also at the phases' half cell down and right
+    for crop in alignment.CROP_FRACTIONS:
+        reach = alignment.crop_reach(crop, alignment.GenerationShape(17, 128, 128), 8)[0]
+        room = (1.0 - crop) * 128 / 2  # px between the centred box and either edge
+        read = [8 * k + 4 * p for k in range(-reach, reach + 1) for p in (0, 1)]
+        assert all(min(abs(edge - r) for r in read) <= 2 for edge in (-room, room)), crop
     spliced = recovery.search_plan([model], attacks.splice(clip["frames"]), 8.0)
     stretches = [c for c in spliced if not c.segment.whole]
     assert stretches and all(c.hypothesis.crop == 1.0 and not c.hypothesis.flip for c in stretches)
@@ -153,6 +159,8 @@ def test_a_crop_between_the_searched_fractions_is_refined_towards_its_box(clip, 
 
 
 def test_a_crop_off_the_latent_grid_is_read_at_another_phase(clip, model, watermark_key):
+    from dataclasses import replace
+
     # half the area kept, the box 7 px from the top and 30 px from the left of 128: at its own phase the restored
     # box is 3 and 4 px off the cells of registration's whole-cell offsets, and the mark reads nothing; moved
     # half a cell on each axis it is within a pixel, and the first look alone already shows the key
@@ -166,7 +174,7 @@ def test_a_crop_off_the_latent_grid_is_read_at_another_phase(clip, model, waterm
     readings = {}
     for hyp in (own, moved):
         latent = recovery.encode_hypothesis(model, frames, hyp)
-        first = recovery.check_hypothesis(model, watermark_key, latent, hyp, total)
+        first = recovery.read_hypothesis(model, watermark_key, latent, hyp, total)
         inverted = recovery.check_hypothesis(model, watermark_key, model.invert(latent, 10), hyp, total)
         readings[hyp.phase] = (first, inverted)
     assert not any(ex.detected for ex in readings[(0, 0)])
@@ -174,12 +182,17 @@ def test_a_crop_off_the_latent_grid_is_read_at_another_phase(clip, model, waterm
                                                                       recovery.encode_hypothesis(model, frames, own),
                                                                       own, total)])
     first, inverted = readings[(4, 4)]
-    assert recovery.worth_inverting(model, first, total, moved)  # its first look shows a trace
+    assert recovery.worth_inverting(model, first, moved)  # its first look shows a trace
     assert inverted.detected and inverted.payload.hex == clip["payload"]
     # an unmarked first look at another phase is not inverted; at the crop's own phase it always is
-    blank = recovery.check_hypothesis(model, watermark_key, _unmarked_latent(model, moved), moved, total)
-    assert not recovery.worth_inverting(model, blank, total, moved)
-    assert recovery.worth_inverting(model, blank, total, own)
+    blank = recovery.read_hypothesis(model, watermark_key, _unmarked_latent(model, moved), moved, total)
+    assert blank.log10_p_value > math.log10(recovery.PHASE_TRACE_P)
+    assert not recovery.worth_inverting(model, blank, moved)
+    assert recovery.worth_inverting(model, blank, own)
+    # the gate reads the test's own p-value: a trace too weak to survive the search's correction still counts
+    faint = replace(blank, log10_p_value=-1.0)
+    assert recovery.corrected(faint, total, recovery.DEFAULT_FPR).log10_p_value == 0.0
+    assert recovery.worth_inverting(model, faint, moved)
 
 
 def _unmarked_latent(model, hyp):
@@ -226,3 +239,33 @@ def test_marked_clips_are_found_after_platform_edits_and_real_footage_is_not(cli
     for report in _verify(cli, clip, real_paths):
         assert report["watermark"]["detected"] is False, report["file"]
         assert np.isfinite(report["watermark"]["log10_p_value"])
+
+
+def test_a_weak_crop_detection_is_polished_for_its_payload(clip, model, watermark_key):
+    # a half-area crop whose box (5 and 31 px from the top and left of 128) sits 2 px above the box the search
+    # reads at phase (4, 4) detects there, weakly, and the search would stop at it; polishing walks the box onto
+    # the crop's and reports the stronger reading, with the clip's payload
+    from dataclasses import replace
+
+    from framemark.detect import recovery
+
+    frames = attacks.crop_towards(clip["frames"], 0.5 ** 0.5, (5 / 37, 31 / 37))
+    plan = recovery.search_plan([model], frames, 8.0)
+    pair = next(i for i, c in enumerate(plan) if c.hypothesis.crop == 0.7 and c.hypothesis.phase == (4, 4))
+    hyp = plan[pair].hypothesis
+    ex = recovery.check_hypothesis(model, watermark_key,
+                                   model.invert(recovery.encode_hypothesis(model, frames, hyp), 10), hyp,
+                                   recovery.count_tests(plan))
+    assert ex.detected and ex.log10_p_value > -recovery.POLISH_BELOW  # a weak detection
+    stop = [recovery.Reading(pair, "inverted", ex)]
+    polished = recovery.polish([model], watermark_key, frames, plan, stop)
+    assert 0 < len(polished) <= recovery.MAX_REFINE_READINGS and {r.stage for r in polished} == {"refined"}
+    found = recovery.conclude([model], plan, stop, polished)
+    assert found.extraction.log10_p_value < ex.log10_p_value and found.stage == "refined"
+    assert found.extraction.detected and found.extraction.payload.hex == clip["payload"]
+    assert found.hypothesis.nudge[1] == -2 and found.inversions == 1 + len(polished)  # up onto the crop's box
+    # a strong detection, or one without a box to move, is left as it is
+    strong = [replace(stop[0], extraction=replace(ex, log10_p_value=-recovery.POLISH_BELOW - 1))]
+    assert recovery.polish([model], watermark_key, frames, plan, strong) == []
+    plain = [recovery.Reading(0, "inverted", ex)]
+    assert plan[0].hypothesis.crop == 1.0 and recovery.polish([model], watermark_key, frames, plan, plain) == []
