@@ -24,7 +24,8 @@ PROMPT = "a cyan star bouncing"
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, keyed_home, make_clip):
     """Marked, unmarked, cropped (found under a crop hypothesis), frames dropped (13 frames: a shape of its own,
-    read at 17), resized (not a shape the model makes: read at the default)."""
+    read at 17), resized (not a shape the model makes: read at the default), cropped off the latent grid (found
+    at another phase and polished)."""
     folder = tmp_path_factory.mktemp("batch")
     home = keyed_home("batch")
     marked, plain = folder / "marked.mp4", folder / "plain.mp4"
@@ -35,7 +36,11 @@ def files(tmp_path_factory, keyed_home, make_clip):
     for name in ("crop_80%", "drop_25%_frames", "resize_0.75"):
         paths[name] = folder / f"{name}.mp4"
         media.write_video(paths[name], attacks.STANDARD[name](video.frames), fps=video.fps)
-    return {"paths": paths, "payload": record["watermark"]["payload"]}
+    # half the area, the box off the latent grid: detected weakly, then polished (recovery.polish); read by the
+    # batched-equals-alone check only, since its search costs several more inversions
+    off_grid = folder / "crop_off_grid.mp4"
+    media.write_video(off_grid, attacks.crop_towards(video.frames, 0.5 ** 0.5, (5 / 37, 31 / 37)), fps=video.fps)
+    return {"paths": paths, "off_grid": off_grid, "payload": record["watermark"]["payload"]}
 
 
 def same_recovery(a, b) -> None:
@@ -53,20 +58,22 @@ def same_recovery(a, b) -> None:
 
 
 def test_batched_recovery_equals_one_at_a_time(files, model, watermark_key):
-    clips = {name: media.read_video(path).frames for name, path in files["paths"].items()}
+    paths = {**files["paths"], "crop_off_grid": files["off_grid"]}
+    clips = {name: media.read_video(path).frames for name, path in paths.items()}
     alone = {name: recover_watermark([model], watermark_key, frames) for name, frames in clips.items()}
-    # batch 2: the five clips need several rounds and several calls per round (marked ones stop after one pair)
+    # batch 2: the six clips need several rounds and several calls per round (marked ones stop after one pair)
     batched = dict(zip(clips, recover_watermark_batch([model], watermark_key, list(clips.values()), batch_size=2)))
     for name in clips:
         same_recovery(batched[name], alone[name])
     # the clips exercise what the batching must get right: stops, crops, other generated shapes
     found = {name: r.extraction.detected for name, r in alone.items()}
     assert found == {"marked": True, "plain": False, "crop_80%": True, "drop_25%_frames": True,
-                     "resize_0.75": True}
+                     "resize_0.75": True, "crop_off_grid": True}
+    assert alone["crop_off_grid"].stage == "refined"
     assert alone["plain"].hypotheses_tried == alone["plain"].hypotheses_total
     assert alone["crop_80%"].hypothesis.crop < 1.0
     assert alone["drop_25%_frames"].hypothesis.shape.frames == 17 and clips["drop_25%_frames"].shape[0] == 13
-    for name in ("marked", "crop_80%", "drop_25%_frames", "resize_0.75"):
+    for name in ("marked", "crop_80%", "drop_25%_frames", "resize_0.75", "crop_off_grid"):
         assert alone[name].extraction.payload.hex == files["payload"], name
 
 
