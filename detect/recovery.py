@@ -40,9 +40,10 @@ STAGES = ("encoded", "inverted")
 FIRST_LOOK_CONTINUE_P = 1e-2
 # A crop at a phase other than its box's own (``alignment.CROP_PHASES``) is inverted when its first look's
 # uncorrected p-value is at most this: any trace at all. The first look of a half-area crop is weak even at the
-# right phase (p of 0.03-0.06 where the inversion then reads -log10 p of 13-18), while unmarked first looks there
-# read p = 1 (the union bound over registration's offsets clips them): 0 of 270 phased first looks of 30 unmarked
-# bench clips passed it, so an unmarked upload still pays these entries' encodes and not their inversions.
+# right phase (bench/phase_gate.py: 4 of 39 clips read p 0.01-0.12 there, three of them inverting to -log10 p 9 to
+# 18), while unmarked first looks there read p = 1 (the union bound over registration's offsets clips them): 0 of
+# 270 phased first looks of 30 unmarked clips passed it, so an unmarked upload still pays these entries' encodes
+# and not their inversions.
 PHASE_TRACE_P = 0.5
 # A crop hypothesis whose readings show a trace of the key (uncorrected p at most this) is refined
 # (:func:`refine_crop`): the restored box is moved and resized a pixel or two at a time (``alignment.nudges``)
