@@ -49,22 +49,14 @@ def reflected(frames: np.ndarray, crop: float, nudge: tuple[int, int, int]) -> n
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=4)
-    ap.add_argument("--cache", type=Path, default=Path("runs/platform50"))
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true")
+    robustness.add_cache_arguments(ap)
     args = ap.parse_args(argv)
 
-    import torch
-
     from framemark.detect import alignment
-    from framemark.generator.models import load_model
     from framemark.lab import attacks
     from framemark.watermark import extract
 
-    torch.set_num_threads(args.threads)
-    robustness.prepare_clips(args.cache, args.clips, 20, args.device)
-    model = load_model(device=args.device)
+    model = robustness.cached_clips_model(args, args.clips)
     ae, scale = model.autoencoder, model.autoencoder.spatial_factor
     started = time.perf_counter()
     rows = []

@@ -59,20 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=50, help="marked clips")
     ap.add_argument("--unmarked", type=int, default=30, help="unmarked clips")
     ap.add_argument("--edit", default="crop_area50%_anywhere")
-    ap.add_argument("--cache", type=Path, default=Path("runs/platform50"))
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true")
+    robustness.add_cache_arguments(ap)
     args = ap.parse_args(argv)
 
-    import torch
-
-    from framemark.generator.models import load_model
     from framemark.lab import attacks
 
-    torch.set_num_threads(args.threads)
-    robustness.prepare_clips(args.cache, max(args.clips, args.unmarked), 20, args.device)
-    model = load_model(device=args.device)
+    model = robustness.cached_clips_model(args, max(args.clips, args.unmarked))
     started = time.perf_counter()
     records = []
     for variant, n in (("framemark", args.clips), ("unmarked", args.unmarked)):

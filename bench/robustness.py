@@ -114,6 +114,27 @@ def with_cached_footage(cache: Path, suite: dict, attack_names: list[str], clip:
 
 # ------------------------------------------------------------------------------------------------ stages
 
+def add_cache_arguments(ap: argparse.ArgumentParser) -> None:
+    """--cache, --device, --threads and --json: the options of a bench that reads this bench's clips
+    (bench/crop_placement.py, bench/phase_gate.py)."""
+    ap.add_argument("--cache", type=Path, default=Path("runs/platform50"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+
+
+def cached_clips_model(args: argparse.Namespace, clips: int):
+    """The embedded model on ``--device`` (torch limited to ``--threads``), once ``clips`` clips of each variant
+    are in ``--cache`` (made there if missing, 20 sampler steps)."""
+    import torch
+
+    from framemark.generator.models import load_model
+
+    torch.set_num_threads(args.threads)
+    prepare_clips(args.cache, clips, 20, args.device)
+    return load_model(device=args.device)
+
+
 def prepare_clips(cache: Path, n: int, gen_steps: int, device: str, model_dir: Path | None = None) -> list[dict]:
     """Stage 1 (cached): the marked and unmarked clip per prompt/seed; returns one record per clip."""
     meta_file = cache / "clips.json"
