@@ -147,7 +147,7 @@ def inversion_split(paths: list[Path], steps: int, threads: int) -> dict:
         z0 = model.autoencoder.encode(frames)
         encode.append(time.perf_counter() - t)
         t = time.perf_counter()
-        model.invert(z0, steps)
+        model.estimate_noise(z0, steps)
         invert.append(time.perf_counter() - t)
     return {"vae_encode_s": round(statistics.median(encode), 4), "inversion_s": round(statistics.median(invert), 4),
             "steps": steps, "threads": threads}

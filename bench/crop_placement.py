@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, move, restore in [*((f"{m} px", m, alignment.uncrop) for m in MOVES),
                                      ("0 px, reflected", 0, reflected)]:
             nudge = (0, true_box[0] - centred[0] + move, true_box[1] - centred[1])
-            z = model.invert(ae.encode(restore(upload, crop, nudge)), 10)
+            z = model.estimate_noise(ae.encode(restore(upload, crop, nudge)), 10)
             ex = extract(BENCH_KEY, z, template_frames=ae.latent_frames(frames.shape[0]),
                          mask=alignment.interior_mask(crop, h, w, scale, nudge=nudge))
             readings[label] = round(-ex.log10_p_value, 2)

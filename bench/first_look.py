@@ -61,7 +61,7 @@ def read_pairs(model, frames, steps: int, marked: bool) -> list[dict]:
         staged_inverts = not staged_done and first_look_continues(row["encoded"], len(plan))
         if (marked and not full_done) or staged_inverts:
             started = time.perf_counter()
-            ex = recovery.check_hypothesis(model, BENCH_KEY, model.invert(latent, steps), hyp, 1)
+            ex = recovery.check_hypothesis(model, BENCH_KEY, model.estimate_noise(latent, steps), hyp, 1)
             row.update(inverted=-ex.log10_p_value, invert_s=round(time.perf_counter() - started, 4))
         pairs.append(row)
         full_done = full_done or corrected(row.get("inverted", 0.0), len(plan)) >= THRESHOLD
@@ -222,7 +222,8 @@ def write_card(model_dir: Path | None, ok: bool, clips: int, steps: int) -> None
     card = read_card(folder)
     how = f"python bench/first_look.py --clips {clips} --steps {steps}"
     how += f" --model {model_dir}" if model_dir is not None else ""
-    card["verification"] = {"first_look": ok, "measured_by": how + ' (docs/benchmarks.md, "The first look")'}
+    card["verification"] = {**(card.get("verification") or {}), "first_look": ok,
+                            "measured_by": how + ' (docs/benchmarks.md, "The first look")'}
     (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     print(f"wrote verification.first_look = {str(ok).lower()} to {folder / CARD_FILE}")
 

@@ -44,7 +44,7 @@ def read_phases(model, frames) -> list[dict]:
             continue
         latent = recovery.encode_hypothesis(model, frames, hyp)
         first = recovery.read_hypothesis(model, BENCH_KEY, latent, hyp, total)
-        inverted = recovery.read_hypothesis(model, BENCH_KEY, model.invert(latent, 10), hyp, total)
+        inverted = recovery.read_hypothesis(model, BENCH_KEY, model.estimate_noise(latent, 10), hyp, total)
         rows.append({"crop": hyp.crop, "phase": list(hyp.phase), "first": round(-first.log10_p_value, 2),
                      "inverted": round(-inverted.log10_p_value, 2)})
     return rows

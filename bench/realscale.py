@@ -1,7 +1,7 @@
 """What marking and verification cost at the sizes users generate at, on one GPU, for each family.
 
     python bench/realscale.py [--families wan,ltx,cogvideox] [--steps 50] [--inversion-steps 10]
-                              [--dtype bf16] [--device cuda] [--json]
+                              [--learnt-layers 30,10] [--dtype bf16] [--device cuda] [--json]
 
 Each family is built at its published architecture with random weights (they cost what trained ones do):
 Wan 2.1 T2V-1.3B at 480x832x81, LTX-Video 2B at 512x768x121, CogVideoX-2B at 480x720x49 (the shapes of
@@ -14,7 +14,9 @@ marked noise) and seconds to verify one clip the way ``verify`` does for one (mo
 (``detect.recovery``): the first look (VAE encode of the frames and the keyed test on that latent), which is all
 a clip costs when the first look decides it or, on a model whose card turns ``first_look`` on, shows no trace of
 the key; and the first look plus ``k`` unconditional inversion steps and a second keyed test, which an undecided
-clip costs. The keyed test is timed with the key's layout for the shape already built (a verifier builds it once
+clip costs. For CogVideoX, ``--learnt-layers`` also times a learnt inverse of the sampler in place of the
+inversion (one forward of a transformer of the model's architecture at that depth: ``lab/inverter_training.py``).
+The keyed test is timed with the key's layout for the shape already built (a verifier builds it once
 per key and shape; the first build is reported as ``extract_cold_s``). Their ratios to generation, and peak GPU
 memory. Random weights make the mark unreadable, so only costs are reported here; what the first look and ``k``
 do to detection is measured on the trained toy models (bench/first_look.py, bench/robustness.py --steps k).
@@ -183,6 +185,21 @@ def measure(name: str, args, workdir: Path) -> dict:
         row["verify"][str(k)] = {"invert_s": round(inv_s, 2), "extract_s": round(ext_s, 3),
                                  "verify_s": round(verify_s, 2), "ratio": round(verify_s / gen_s, 4),
                                  "peak_gib": gib(max(enc_peak, inv_peak)) if inv_peak is not None else None}
+    if args.learnt_layers and hasattr(model, "learnt_inversion") and name == "cogvideox":
+        row["learnt"] = {}
+        source = model.pipeline.transformer
+        for layers in args.learnt_layers:  # a learnt inverse of this depth, random weights (they cost what trained do)
+            model.inverter = type(source).from_config({**source.config, "num_layers": layers}).to(
+                device, source.dtype).eval()
+            with torch.no_grad():
+                z_hat, inv_s, inv_peak = timed(lambda: model.learnt_inversion(z0), device)
+            _, ext_s, _ = timed(lambda: extract(BENCH_KEY, z_hat.float().cpu()), device)
+            verify_s = first_s + inv_s + ext_s
+            row["learnt"][str(layers)] = {"of_layers": int(source.config.num_layers), "invert_s": round(inv_s, 3),
+                                          "extract_s": round(ext_s, 3), "verify_s": round(verify_s, 2),
+                                          "ratio": round(verify_s / gen_s, 4),
+                                          "peak_gib": gib(max(enc_peak, inv_peak)) if inv_peak is not None else None}
+            model.inverter = None
     return row  # the model goes with this frame; the next family's load reuses its memory
 
 
@@ -191,12 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--steps", type=int, default=50, help="sampler steps of generation")
     ap.add_argument("--inversion-steps", default="10", help="inversion steps to time, comma-separated")
+    ap.add_argument("--learnt-layers", default="",
+                    help="CogVideoX: depths of a learnt inverse to time (transformer blocks, comma-separated)")
     ap.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "fp16"))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--smoke", action="store_true", help="tiny architectures at 9x64x64 (a CPU check of the bench)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
     args.inversion_steps = [int(k) for k in args.inversion_steps.split(",") if k]
+    args.learnt_layers = [int(k) for k in args.learnt_layers.split(",") if k]
     names = [f for f in args.families.split(",") if f]
     unknown = [f for f in names if f not in FAMILIES]
     if unknown:
@@ -219,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         line += "".join(f" {r['verify'][str(k)]['verify_s']:>12.2f} {100 * r['verify'][str(k)]['ratio']:>6.1f}%"
                         for k in args.inversion_steps)
         print(line)
+    learnt = [(r, layers, v) for r in rows for layers, v in r.get("learnt", {}).items()]
+    if learnt:
+        print(f"\nlearnt inverse (one forward, random weights) instead of the sampler inversion")
+        print(f"{'model':22} {'blocks':>9} {'invert s':>9} {'verify s':>9} {'ratio':>7}")
+        for r, layers, v in learnt:
+            print(f"{r['model']:22} {layers + ' of ' + str(v['of_layers']):>9} {v['invert_s']:>9.3f} "
+                  f"{v['verify_s']:>9.2f} {100 * v['ratio']:>6.1f}%")
     if args.json:
         print(json.dumps({"rows": rows, "dtype": args.dtype, "steps": args.steps,
                           "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",

@@ -125,7 +125,7 @@ def _advance(model, key: WatermarkKey, chunk: list[_Search], steps: int, fpr: fl
         if worth_inverting(model, raw[i][0], hyp):
             undecided.append(i)
     if undecided:
-        z_hat = model.invert(latents[undecided], steps).cpu()
+        z_hat = model.estimate_noise(latents[undecided], steps).cpu()
         for row, i in enumerate(undecided):
             search = chunk[i]
             hyp, total = search.next_pair.hypothesis, count_tests(search.plan)

@@ -188,7 +188,7 @@ def encode_hypothesis(model, frames: np.ndarray, hyp: Hypothesis) -> torch.Tenso
 def recover_noise(model, frames: np.ndarray, hyp: Hypothesis, steps: int = DEFAULT_INVERSION_STEPS) -> torch.Tensor:
     """The initial noise z_hat the clip implies under ``hyp``: conform, undo the crop, VAE-encode, invert.
     It does not depend on the key, so one inversion serves every key tested against it."""
-    return model.invert(encode_hypothesis(model, frames, hyp), steps)
+    return model.estimate_noise(encode_hypothesis(model, frames, hyp), steps)
 
 
 def check_hypothesis(model, key: WatermarkKey, z_hat: torch.Tensor, hyp: Hypothesis, total: float,
@@ -289,7 +289,7 @@ def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float 
         raw = [read_hypothesis(model, key, latent, hyp, total, fpr)]
         readings.append(Reading(pair, "encoded", corrected(raw[0], total, fpr)))
         if worth_inverting(model, raw[0], hyp):
-            raw.append(read_hypothesis(model, key, model.invert(latent, steps), hyp, total, fpr))
+            raw.append(read_hypothesis(model, key, model.estimate_noise(latent, steps), hyp, total, fpr))
             readings.append(Reading(pair, "inverted", corrected(raw[-1], total, fpr)))
         if worth_refining(hyp, raw):
             readings += refine_crop(model, key, stretch, pair, hyp, raw, refine_tests(plan), steps, fpr)
@@ -353,8 +353,8 @@ def refine_crop(model, key: WatermarkKey, frames: np.ndarray, pair: int, hyp: Hy
         if nudge not in grid or len(readings) >= MAX_REFINE_READINGS:
             return 0.0
         nudged = replace(hyp, nudge=nudge)
-        ex = read_hypothesis(model, key, model.invert(encode_hypothesis(model, frames, nudged), steps), nudged,
-                             total, fpr)
+        z_hat = model.estimate_noise(encode_hypothesis(model, frames, nudged), steps)
+        ex = read_hypothesis(model, key, z_hat, nudged, total, fpr)
         readings.append(Reading(pair, "refined", corrected(ex, total, fpr), nudged))
         seen[nudge] = ex.log10_p_value
         return seen[nudge]

@@ -32,6 +32,7 @@ from framemark.detect.alignment import centre_box, interior_mask
 from framemark.generator.models import DEFAULT_MODEL_DIR, VideoAutoencoder, VideoModel, load_model
 
 from . import world
+from .fitting import fit
 
 
 # ------------------------------------------------------------------------------------------- sampled latents
@@ -52,6 +53,21 @@ def sample_latents(model: VideoModel, n: int, batch: int, seed: int, combos, ste
         z_ts.append(z_t.to(torch.bfloat16))
         z0s.append(z0.float().cpu())
     return {"z_t": torch.cat(z_ts), "z0": torch.cat(z0s)}
+
+
+def held_out_and_training_latents(model: VideoModel, eval_clips: int, train_clips: int, seed: int, smoke: bool,
+                                  train_batch: int = 64) -> tuple[dict, dict]:
+    """(z_T, z0) pairs on held-out captions and on every caption, at the world's clip size (a small one for a
+    smoke run), sampled the way the card's defaults sample (20 steps; 2 for a smoke run)."""
+    size, frames = (64, model.limits.frame_counts()[0]) if smoke else (world.DEFAULT_SIZE, world.DEFAULT_FRAMES)
+    steps = 2 if smoke else 20
+    started = time.time()
+    held_out = sample_latents(model, eval_clips, 32, seed + 1, sorted(world.heldout_combos()), steps=steps,
+                              frames=frames, size=size)
+    train = sample_latents(model, train_clips, train_batch, seed + 2, world.all_combos(), steps=steps,
+                           frames=frames, size=size)
+    print(f"sampled {train_clips} + {eval_clips} latents in {time.time() - started:.0f} s", flush=True)
+    return held_out, train
 
 
 def _sample_batch(model: VideoModel, prompts: list[str], z_t: torch.Tensor, frames: int, size: int, steps: int,
@@ -215,15 +231,20 @@ def cell_mask(crop: float, z: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: VideoModel, held_out: dict, batch: int, steps: int = DEFAULT_INVERSION_STEPS) -> dict:
+def evaluate(model: VideoModel, held_out: dict, batch: int, steps: int = DEFAULT_INVERSION_STEPS,
+             invert=None) -> dict:
     """Per condition: latent MSE of E(degrade(D(z0))) against z0, and sign agreement of its inversion with z_T
-    (over the cells the condition leaves), on held-out captions."""
+    (over the cells the condition leaves), on held-out captions. ``invert`` (clean latents -> noise) defaults to
+    the model's sampler inversion at ``steps``."""
     ae, device = model.autoencoder, model.device
+    if invert is None:
+        def invert(z):
+            return model.invert(z, steps)
     scale = ae.spatial_factor
     agree, count = 0.0, 0
     for start in range(0, held_out["z0"].shape[0], batch):  # the ceiling: the sampler's latent, no VAE at all
         z0 = held_out["z0"][start:start + batch].to(device)
-        z_inv = model.invert(z0, steps)
+        z_inv = invert(z0)
         agree += float((z_inv.sign() == held_out["z_t"][start:start + batch].to(device).sign()).sum())
         count += z0.numel()
     report = {"latent, no VAE (ceiling)": {"latent_mse": 0.0, "sign_agreement": round(agree / count, 4)}}
@@ -234,7 +255,7 @@ def evaluate(model: VideoModel, held_out: dict, batch: int, steps: int = DEFAULT
             z_t = held_out["z_t"][start:start + batch].to(device).float()
             x, crop = condition(decode(ae, z0))
             z_hat = encode(ae, x)
-            z_inv = model.invert(z_hat, steps)
+            z_inv = invert(z_hat)
             mask = cell_mask(crop, z0, scale)
             se += float(((z_hat - z0) ** 2)[mask].sum())
             agree += float((z_inv.sign() == z_t.sign())[mask].sum())
@@ -271,38 +292,27 @@ def tune(model: VideoModel, train: dict, minutes: float, max_steps: int, batch: 
     params = list(vae.encoder.parameters()) + (list(quant_conv.parameters()) if quant_conv is not None else [])
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
     rng = random.Random(seed)
     n = train["z0"].shape[0]
-    history, running, count, step = [], 0.0, 0, 0
-    start = time.time()
-    vae.train()
-    while step < max_steps and time.time() - start < 60 * minutes:
-        progress = max(step / max_steps, (time.time() - start) / (60 * minutes))
-        for group in opt.param_groups:  # short warm-up, cosine to 10%
-            group["lr"] = lr * min(1.0, (step + 1) / 50) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1))))
+
+    def batch_loss():
         idx = torch.tensor([rng.randrange(n) for _ in range(batch)])
         z0 = train["z0"][idx].to(device)
         x, crop = degrade(decode(ae, z0), rng)
         z_hat = encode(ae, x)
         mask = cell_mask(crop, z0, scale)
         if not mask.any():  # a crop that leaves no whole latent cell (a coarse grid): nothing to learn from
-            continue
+            return None
         loss = ((z_hat - z0) ** 2)[mask].mean()
         if inversion_weight > 0:
             z_inv = model.invert(z_hat, inversion_steps, differentiable=True)
             z_t = train["z_t"][idx].to(device).float()
             loss = loss + inversion_weight * sign_loss(z_inv, z_t)[mask].mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        step += 1
-        running, count = running + loss.item(), count + 1
-        if step % log_every == 0:
-            history.append({"step": step, "seconds": round(time.time() - start, 1), "loss": running / count})
-            print(f"[{time.strftime('%H:%M:%S')}] encoder step {step} loss {running / count:.4f}", flush=True)
-            running, count = 0.0, 0
+        return loss
+
+    vae.train()
+    history = fit(params, batch_loss, minutes=minutes, max_steps=max_steps, lr=lr, warmup=50, label="encoder",
+                  log_every=log_every)
     vae.eval().requires_grad_(False)
     return history
 
@@ -334,14 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.init_vae is not None:  # continue an earlier tuning (one lent-GPU call is at most 10 minutes)
         vae = type(model.autoencoder.vae).from_pretrained(args.init_vae, dtype=torch.float32).to(args.device)
         model.pipeline.vae = model.autoencoder.vae = vae
-    size, frames = (64, model.limits.frame_counts()[0]) if args.smoke else (world.DEFAULT_SIZE, world.DEFAULT_FRAMES)
-    steps = 2 if args.smoke else 20
     started = time.time()
-    held_out = sample_latents(model, args.eval_clips, 32, args.seed + 1, sorted(world.heldout_combos()),
-                              steps=steps, frames=frames, size=size)
-    train = sample_latents(model, args.train_clips, 64, args.seed + 2, world.all_combos(), steps=steps,
-                           frames=frames, size=size)
-    print(f"sampled {args.train_clips} + {args.eval_clips} latents in {time.time() - started:.0f} s", flush=True)
+    held_out, train = held_out_and_training_latents(model, args.eval_clips, args.train_clips, args.seed, args.smoke)
     inv_steps = 2 if args.smoke else DEFAULT_INVERSION_STEPS
     before = evaluate(model, held_out, 16, inv_steps)
     print(json.dumps({"before": before}), flush=True)

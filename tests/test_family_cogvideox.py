@@ -269,6 +269,61 @@ def test_inversion_is_differentiable_when_asked(models):
     assert not m.invert(z0, 2).requires_grad
 
 
+# ------------------------------------------------------------------------------------------- learnt inverse
+
+def _with_inverter(tmp_path, folders, card_inversion="learnt", layers: int = 1):
+    """A copy of the toy folder with an ``inverter/`` (its transformer cut to ``layers`` blocks) and a card that
+    names ``card_inversion``."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    folder = tmp_path / "with-inverter"
+    shutil.copytree(folders["toy"], folder)
+    source = CogVideoXTransformer3DModel.from_pretrained(folder / "transformer")
+    inverter = CogVideoXTransformer3DModel.from_config({**source.config, "num_layers": layers})
+    inverter.load_state_dict(source.state_dict(), strict=False)
+    inverter.save_pretrained(folder / "inverter")
+    card = {**CARD, "verification": {"inversion": card_inversion}}
+    (folder / "framemark.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_a_learnt_inverse_is_one_forward_of_the_folders_inverter(tmp_path, folders, models):
+    model = load_model(_with_inverter(tmp_path, folders))
+    assert model.inversion == "learnt" and model.inverter.config.num_layers == 1
+    z0 = torch.randn(model.latent_shape(9, 64, 64), generator=torch.Generator().manual_seed(5))
+    # the contract: the inverter called as the pipeline calls a transformer, at timestep 0, on the empty prompt
+    inverter = model.inverter
+    with torch.no_grad():
+        direct = inverter(hidden_states=z0.permute(0, 2, 1, 3, 4),
+                          encoder_hidden_states=model.empty_prompt_embedding(),
+                          timestep=torch.zeros(1, dtype=torch.int64), return_dict=False)[0].permute(0, 2, 1, 3, 4)
+        learnt = model.estimate_noise(z0, STEPS)
+        sampler = model.invert(z0, STEPS)
+    assert learnt.shape == z0.shape and torch.allclose(learnt, direct, atol=1e-6)
+    assert not torch.allclose(learnt, sampler, atol=1e-3)
+    with torch.no_grad():  # a folder whose card does not name one inverts through its sampler
+        assert models["toy"].inversion == "sampler" and models["toy"].inverter is None
+        assert torch.equal(models["toy"].estimate_noise(z0, STEPS), models["toy"].invert(z0, STEPS))
+    with pytest.raises(ModelError, match="no learnt inverse"):
+        models["toy"].learnt_inversion(z0)
+
+
+def test_adding_an_inverter_leaves_the_models_identity_unchanged(tmp_path, folders):
+    from framemark.generator.models.base import identity_of
+
+    folder = _with_inverter(tmp_path, folders)
+    assert identity_of(folder, "cogvideox").weights_sha256 == identity_of(folders["toy"], "cogvideox").weights_sha256
+
+
+@pytest.mark.parametrize("case", ["unknown kind", "no inverter folder"])
+def test_a_card_naming_an_inverse_it_cannot_have_is_a_model_error(tmp_path, folders, case):
+    folder = _with_inverter(tmp_path, folders, card_inversion="learnt" if case == "no inverter folder" else "magic")
+    if case == "no inverter folder":
+        shutil.rmtree(folder / "inverter")
+    with pytest.raises(ModelError, match="inverter is missing" if case == "no inverter folder" else "one of sampler"):
+        load_model(folder)
+
+
 # ------------------------------------------------------------------------------------------------ front doors
 
 

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from framemark.generator.models import COGVIDEOX_MODEL_DIR, DEFAULT_MODEL_DIR
 from framemark.generator.models.base import identity_of
@@ -59,9 +60,26 @@ def test_the_cogvideox_model_is_its_own_family_and_small():
     identity = identity_of(COGVIDEOX_MODEL_DIR, "cogvideox")
     assert identity.name == "framemark-cogvideox-tiny"
     assert json.loads((COGVIDEOX_MODEL_DIR / "model_index.json").read_text())["_class_name"] == "CogVideoXPipeline"
-    weights = sum(p.stat().st_size for p in COGVIDEOX_MODEL_DIR.rglob("*.safetensors"))
+    generator = [p for p in COGVIDEOX_MODEL_DIR.rglob("*.safetensors") if "inverter" not in p.parts]
+    weights = sum(p.stat().st_size for p in generator)
     assert weights <= 40e6, weights  # fp16, within the issue's 40 MB
     assert identity.weights_sha256 != identity_of(DEFAULT_MODEL_DIR, "wan").weights_sha256
+
+
+def test_the_cogvideox_model_verifies_through_its_shallow_learnt_inverse():
+    """Its card names the learnt inverse shipped beside it (docs/benchmarks.md, "A learnt inverse"): 2 of the
+    transformer's 6 blocks, fp16, a few MB on top of the generator's 40."""
+    from safetensors import safe_open
+
+    folder = COGVIDEOX_MODEL_DIR / "inverter"
+    assert json.loads((COGVIDEOX_MODEL_DIR / "framemark.json").read_text())["verification"]["inversion"] == "learnt"
+    config = json.loads((folder / "config.json").read_text())
+    generator = json.loads((COGVIDEOX_MODEL_DIR / "transformer" / "config.json").read_text())
+    assert config["num_layers"] < generator["num_layers"]
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    assert weights.stat().st_size <= 6e6
+    with safe_open(weights, "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
 
 
 @pytest.mark.parametrize("family", sorted(MODELS))

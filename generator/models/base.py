@@ -30,6 +30,8 @@ from framemark.errors import GenerationError, ModelError
 # Beside the diffusers files of a model folder: framemark's own description of the model (name, version, the
 # limits and defaults it was trained for). Optional; without it they come from the diffusers config.
 CARD_FILE = "framemark.json"
+# The subfolder of a model folder that holds a learnt inverse of its sampler (diffusers layout).
+INVERTER_FOLDER = "inverter"
 MAX_STEPS = 200
 
 
@@ -107,9 +109,12 @@ class ModelIdentity:
 
     @cached_property
     def weights_sha256(self) -> str:
-        """SHA-256 over the model's weight files (``*.safetensors`` and ``*.bin``, by relative path)."""
+        """SHA-256 over the generator's weight files (``*.safetensors`` and ``*.bin``, by relative path). A learnt
+        inverse (``inverter/``) is left out: it verifies and never generates, so adding one to a folder later leaves
+        the model's identity, and every manifest and ledger row that names it, unchanged."""
         h = hashlib.sha256()
-        files = sorted(p for p in self.folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
+        files = sorted(p for p in self.folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file()
+                       and p.relative_to(self.folder).parts[0] != INVERTER_FOLDER)
         for path in files:
             h.update(str(path.relative_to(self.folder)).encode() + b"\0")
             with open(path, "rb") as fh:
@@ -177,18 +182,24 @@ class TokenCounter:
             return len(self._copy(prompt, add_special_tokens=True).input_ids)
 
 
-def load_vae(folder: Path, class_name: str, device: str, dtype: torch.dtype):
-    """``FOLDER/vae`` as the diffusers class ``class_name``, offline, in eval mode on ``device``: what each
-    family's autoencoder loads when it is wanted without the sampler. Any problem is a ModelError."""
-    check_folder(folder, ("vae",))
+def load_component(folder: Path, name: str, class_name: str, device: str, dtype: torch.dtype):
+    """``FOLDER/name`` as the diffusers class ``class_name``, offline, in eval mode on ``device``: a part of a
+    model folder wanted without the whole pipeline (the VAE alone, a learnt inverse). Any problem is a
+    ModelError."""
+    check_folder(folder, (name,))
     quiet_diffusers()
     import diffusers
 
     try:
-        vae = getattr(diffusers, class_name).from_pretrained(folder / "vae", local_files_only=True, torch_dtype=dtype)
+        part = getattr(diffusers, class_name).from_pretrained(folder / name, local_files_only=True, torch_dtype=dtype)
     except Exception as exc:  # diffusers raises many types for bad folders; all mean "not loadable"
-        raise ModelError(f"cannot load the VAE from {folder / 'vae'}: {exc}") from exc
-    return vae.to(device).eval()
+        raise ModelError(f"cannot load {name} from {folder / name}: {exc}") from exc
+    return part.to(device).eval()
+
+
+def load_vae(folder: Path, class_name: str, device: str, dtype: torch.dtype):
+    """``FOLDER/vae``: what each family's autoencoder loads when it is wanted without the sampler."""
+    return load_component(folder, "vae", class_name, device, dtype)
 
 
 def check_folder(folder: Path, required=REQUIRED_COMPONENTS) -> None:
@@ -229,6 +240,24 @@ def identity_of(folder: Path, family: str) -> ModelIdentity:
 def first_look_of(card: dict) -> bool:
     """The card's ``verification.first_look``: True only when it says so (``bench/first_look.py`` measures it)."""
     return (card.get("verification") or {}).get("first_look") is True
+
+
+INVERSIONS = ("sampler", "learnt")
+
+
+def inversion_of(card: dict, folder: Path) -> str:
+    """The card's ``verification.inversion``: "learnt" where the folder ships a learnt inverse of its sampler
+    (``inverter/``, trained by ``lab/inverter_training.py``), else "sampler" (the sampler run backwards). A card
+    that names a learnt inverse the folder lacks, or a kind not known, is a ModelError, not a silent fallback: the
+    two recover the noise differently, and the card's measurement is of the one it names."""
+    kind = (card.get("verification") or {}).get("inversion", "sampler")
+    if kind not in INVERSIONS:
+        raise ModelError(f"{folder / CARD_FILE}: verification.inversion must be one of {', '.join(INVERSIONS)}, "
+                         f"got {kind!r}")
+    if kind == "learnt" and not (Path(folder) / INVERTER_FOLDER).is_dir():
+        raise ModelError(f"{folder / CARD_FILE} names a learnt inverse, but {Path(folder) / INVERTER_FOLDER} is "
+                         f"missing")
+    return kind
 
 
 def overridden(value, card: dict, key: str):
@@ -353,6 +382,10 @@ class VideoModel(ABC):
     # ``verification.first_look``, set from a measurement: ``bench/first_look.py``). The verifier then skips the
     # inversion of a clip whose latent shows no trace of the key (``detect.recovery``). Off unless measured.
     first_look: bool = False
+    # How the verifier recovers a clip's initial noise (the card's ``verification.inversion``): "sampler", the
+    # sampler run backwards for the verifier's steps (:meth:`invert`), or "learnt", one forward of the folder's
+    # learnt inverse (:meth:`learnt_inversion`). :meth:`estimate_noise` is the one place that chooses.
+    inversion: str = "sampler"
 
     @property
     @abstractmethod
@@ -459,6 +492,17 @@ class VideoModel(ABC):
         offload = getattr(pipe, "enable_model_cpu_offload", None)
         if self.supports_offload and device.type == "cuda" and callable(offload):
             offload(device=device)
+
+    def estimate_noise(self, latents: torch.Tensor, steps: int) -> torch.Tensor:
+        """The initial noise the verifier reads from clean normalised latents (B,C,t,h,w): the learnt inverse
+        where the model's card names one (``steps`` then does not apply), else the sampler inverted at ``steps``."""
+        if self.inversion == "learnt":
+            return self.learnt_inversion(latents)
+        return self.invert(latents, steps)
+
+    def learnt_inversion(self, latents: torch.Tensor, inverter=None) -> torch.Tensor:
+        """One forward of a learnt inverse of the sampler (families that have one override this)."""
+        raise ModelError(f"the {self.identity.family} family has no learnt inverse")
 
     @abstractmethod
     def invert(self, latents: torch.Tensor, steps: int, *, differentiable: bool = False) -> torch.Tensor:

@@ -35,11 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framemark.errors import GenerationError
+from framemark.errors import GenerationError, ModelError
 
 from . import ddim
 from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
-                   first_look_of, identity_of, load_pipeline, load_vae, overridden, read_card)
+                   INVERTER_FOLDER, first_look_of, identity_of, inversion_of, load_component, load_pipeline,
+                   load_vae, overridden, read_card)
 
 PIPELINE_CLASS = "CogVideoXPipeline"
 # A CogVideoX folder without a framemark.json: the request the published models are made for. 1.0 (2B, 5B): the
@@ -54,6 +55,9 @@ EXTENT_FACTOR = 2
 # The seed of the noise in CogVideoX 1.5's padding latent frames (discarded before decoding; it only has to be
 # deterministic and independent of the clip's own noise).
 PADDING_SEED = 0x0C06_1D30
+# The timestep a learnt inverse is called at: it is started from the generator's own weights, and at t = 0 the
+# transformer already reads a clean latent and answers in the units of the noise (v = eps there).
+INVERTER_TIMESTEP = 0
 
 
 class CogVideoXAutoencoder(VideoAutoencoder):
@@ -135,6 +139,11 @@ class CogVideoXVideoModel(VideoModel):
                                    "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
         self.first_look = first_look_of(card)
+        self.inversion = inversion_of(card, folder)
+        transformer = pipeline.transformer
+        # the learnt inverse, where the card names one, at the transformer's device and precision
+        self.inverter = load_component(folder, INVERTER_FOLDER, type(transformer).__name__, transformer.device,
+                                       transformer.dtype) if self.inversion == "learnt" else None
         self._empty_prompt: torch.Tensor | None = None
         self._count_tokens = TokenCounter(pipeline.tokenizer)
 
@@ -262,29 +271,49 @@ class CogVideoXVideoModel(VideoModel):
         return self.pipeline._prepare_rotary_positional_embeddings(latent_height * s, latent_width * s,
                                                                    latent_frames, self.device)
 
+    def _call(self, transformer, sample: torch.Tensor, t: int, embeds: torch.Tensor, rotary) -> torch.Tensor:
+        """``transformer`` on the pipeline's (B, F, C, h, w) ``sample`` at training timestep ``t``, called exactly as
+        the pipeline calls it."""
+        timestep = torch.tensor(t, dtype=torch.int64, device=transformer.device).expand(sample.shape[0])
+        with transformer.cache_context("cond_uncond"):
+            return transformer(hidden_states=sample.to(transformer.dtype), encoder_hidden_states=embeds,
+                               timestep=timestep, image_rotary_emb=rotary, attention_kwargs=None,
+                               return_dict=False)[0]
+
+    def _inversion_input(self, latents: torch.Tensor, batch_embeds: torch.Tensor | None):
+        """Clean latents (B,C,t,h,w) -> the pipeline's layout with 1.5's padding, the prompt embedding for the
+        batch, the rotary embedding and the padding."""
+        batch, _, frames, height, width = latents.shape
+        pad = self._padding(frames)
+        rotary = self.rotary_embedding(height, width, frames + pad)
+        embeds = self.empty_prompt_embedding() if batch_embeds is None else batch_embeds
+        if embeds.shape[0] != batch:
+            embeds = embeds.expand(batch, -1, -1)
+        x = latents.to(self.device, torch.float32).permute(0, 2, 1, 3, 4)  # (B, F, C, h, w)
+        if pad:
+            x = torch.cat([x[:, :1].expand(-1, pad, -1, -1, -1), x], dim=1)
+        return x, embeds, rotary, pad
+
     def invert(self, latents: torch.Tensor, steps: int, *, differentiable: bool = False,
                prompt_embeds: torch.Tensor | None = None) -> torch.Tensor:
         pipe = self.pipeline
         transformer = pipe.transformer
         prediction = ddim.check_scheduler(pipe.scheduler)
         schedule = ddim.inverse_steps(pipe.scheduler, steps)
-        batch, _, frames, height, width = latents.shape
-        pad = self._padding(frames)
-        rotary = self.rotary_embedding(height, width, frames + pad)
         with torch.set_grad_enabled(differentiable):
-            embeds = self.empty_prompt_embedding() if prompt_embeds is None else prompt_embeds
-            if embeds.shape[0] != batch:
-                embeds = embeds.expand(batch, -1, -1)
-            x = latents.to(transformer.device, torch.float32).permute(0, 2, 1, 3, 4)  # (B, F, C, h, w)
-            if pad:
-                x = torch.cat([x[:, :1].expand(-1, pad, -1, -1, -1), x], dim=1)
-
-            def model(sample: torch.Tensor, t: int) -> torch.Tensor:
-                timestep = torch.tensor(t, dtype=torch.int64, device=transformer.device).expand(batch)
-                with transformer.cache_context("cond_uncond"):
-                    return transformer(hidden_states=sample.to(transformer.dtype), encoder_hidden_states=embeds,
-                                       timestep=timestep, image_rotary_emb=rotary, attention_kwargs=None,
-                                       return_dict=False)[0]
-
-            z = ddim.invert(model, x, schedule, prediction)
+            x, embeds, rotary, pad = self._inversion_input(latents, prompt_embeds)
+            z = ddim.invert(lambda sample, t: self._call(transformer, sample, t, embeds, rotary), x, schedule,
+                            prediction)
             return (z[:, pad:].permute(0, 2, 1, 3, 4) / float(pipe.scheduler.init_noise_sigma)).float()
+
+    def learnt_inversion(self, latents: torch.Tensor, inverter=None) -> torch.Tensor:
+        """Clean normalised latents (B,C,t,h,w) -> the initial noise, in one forward of a learnt inverse of the
+        sampler (a transformer of this model's architecture trained to map what the sampler makes back to the
+        noise it started from: ``lab/inverter_training.py``). ``inverter`` defaults to the folder's own; the
+        graph is kept when gradients are enabled (training)."""
+        inverter = self.inverter if inverter is None else inverter
+        if inverter is None:
+            raise ModelError(f"{self.identity.folder} has no learnt inverse (no {INVERTER_FOLDER}/ folder)")
+        x, embeds, rotary, pad = self._inversion_input(latents, None)
+        out = self._call(inverter, x, INVERTER_TIMESTEP, embeds.to(inverter.dtype), rotary)
+        return out[:, pad:].permute(0, 2, 1, 3, 4).float()
