@@ -37,9 +37,8 @@ from framemark.watermark import WatermarkKey
 
 from . import DEFAULT_FPR, DEFAULT_INVERSION_STEPS
 from .alignment import GenerationShape, prepare
-from .recovery import (MAX_BATCH_LATENT, Candidate, Reading, Recovery, as_models, conclude, corrected, count_tests,
-                       latent_elements, polish, read_hypothesis, refine_crop, refine_tests, search_plan,
-                       worth_inverting, worth_refining)
+from .recovery import (MAX_BATCH_LATENT, Candidate, EntryReadings, Reading, Recovery, as_models, conclude,
+                       count_tests, latent_elements, polish, refine_tests, search_plan)
 from .verdict import Verdict
 
 # Clips per inversion call when the caller does not say, on a GPU (bench/batch_verify.py measures 1 to 32).
@@ -111,32 +110,20 @@ def recover_watermark_batch(models, key: WatermarkKey, clips: list[np.ndarray], 
 
 
 def _advance(model, key: WatermarkKey, chunk: list[_Search], steps: int, fpr: float) -> None:
-    """Read the next pair of each clip of ``chunk`` (one model, one generated shape): the VAE encodes in one
-    call, each clip's first look tested on its own, then the inversions of the clips it leaves undecided
-    (``recovery.worth_inverting``) in one call; a crop that shows a trace is refined clip by clip
-    (``recovery.refine_crop``: rare on unmarked clips, and its readings depend on each other)."""
+    """Read the next pair of each clip of ``chunk`` (one model, one generated shape) through
+    ``recovery.EntryReadings``, the steps ``recover_watermark`` takes for one: the VAE encodes in one call, each
+    clip's first look tested on its own, then the inversions of the clips it leaves undecided in one call; a crop
+    that shows a trace is refined clip by clip (rare on unmarked clips, and its readings depend on each other)."""
     latents = model.autoencoder.encode_many([s.model_input() for s in chunk])
-    undecided = []
-    raw: list[list] = []
-    for i, search in enumerate(chunk):
-        hyp, total = search.next_pair.hypothesis, count_tests(search.plan)
-        raw.append([read_hypothesis(model, key, latents[i:i + 1], hyp, total, fpr)])
-        search.readings.append(Reading(search.pair, "encoded", corrected(raw[i][0], total, fpr)))
-        if worth_inverting(model, raw[i][0], hyp):
-            undecided.append(i)
+    entries = [EntryReadings(model, key, s.pair, s.next_pair.hypothesis, count_tests(s.plan), fpr) for s in chunk]
+    undecided = [i for i, entry in enumerate(entries) if entry.look(latents[i:i + 1])]
     if undecided:
         z_hat = model.estimate_noise(latents[undecided], steps).cpu()
         for row, i in enumerate(undecided):
-            search = chunk[i]
-            hyp, total = search.next_pair.hypothesis, count_tests(search.plan)
-            raw[i].append(read_hypothesis(model, key, z_hat[row:row + 1], hyp, total, fpr))
-            search.readings.append(Reading(search.pair, "inverted", corrected(raw[i][-1], total, fpr)))
-    for i, search in enumerate(chunk):
-        entry = search.next_pair
-        if worth_refining(entry.hypothesis, raw[i]):
-            stretch = search.frames[entry.segment.start:entry.segment.stop]
-            search.readings += refine_crop(model, key, stretch, search.pair, entry.hypothesis, raw[i],
-                                           refine_tests(search.plan), steps, fpr)
+            entries[i].take_inversion(z_hat[row:row + 1])
+    for search, entry in zip(chunk, entries):
+        segment = search.next_pair.segment
+        search.readings += entry.refine(search.frames[segment.start:segment.stop], refine_tests(search.plan), steps)
         search.pair += 1
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -261,6 +261,42 @@ def conclude(models, plan: list[Candidate], readings: list[Reading], polished: S
                     inversions=sum(r.stage != "encoded" for r in [*readings, *polished]), segment=entry.segment)
 
 
+@dataclass
+class EntryReadings:
+    """One entry of the plan read the way every search reads it: the first look (its VAE latent), the inverted
+    noise where :func:`worth_inverting` says so, then the refinement of a crop that shows a trace
+    (:func:`worth_refining`). :func:`recover_watermark` steps one entry through it at a time; the batched search
+    (``detect.batch``) steps several clips' entries through it together, their inversions in one call between
+    :meth:`look` and :meth:`take_inversion`."""
+
+    model: VideoModel
+    key: WatermarkKey
+    pair: int
+    hyp: Hypothesis
+    total: float  # count_tests of the plan
+    fpr: float
+    raw: list[Extraction] = field(default_factory=list)  # uncorrected, as the gates read them
+    readings: list[Reading] = field(default_factory=list)
+
+    def look(self, latent: torch.Tensor) -> bool:
+        """Read the entry's VAE latent; whether its noise should be recovered and read too."""
+        self.raw.append(read_hypothesis(self.model, self.key, latent, self.hyp, self.total, self.fpr))
+        self.readings.append(Reading(self.pair, "encoded", corrected(self.raw[0], self.total, self.fpr)))
+        return worth_inverting(self.model, self.raw[0], self.hyp)
+
+    def take_inversion(self, z_hat: torch.Tensor) -> None:
+        """Read the noise recovered from the latent (``VideoModel.estimate_noise``)."""
+        self.raw.append(read_hypothesis(self.model, self.key, z_hat, self.hyp, self.total, self.fpr))
+        self.readings.append(Reading(self.pair, "inverted", corrected(self.raw[-1], self.total, self.fpr)))
+
+    def refine(self, stretch: np.ndarray, refine_total: float, steps: int) -> list[Reading]:
+        """Refine a crop that shows a trace onto its box (``stretch``: the entry's frames); all the readings."""
+        if worth_refining(self.hyp, self.raw):
+            self.readings += refine_crop(self.model, self.key, stretch, self.pair, self.hyp, self.raw, refine_total,
+                                         steps, self.fpr)
+        return self.readings
+
+
 def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float = DEFAULT_FPR,
                       steps: int = DEFAULT_INVERSION_STEPS, fps: float | None = None) -> Recovery:
     """uint8 frames (T,H,W,3) of a possibly edited upload -> the watermark extraction under ``key``.
@@ -286,13 +322,10 @@ def recover_watermark(models, key: WatermarkKey, frames: np.ndarray, fpr: float 
         if pair not in ahead:
             ahead.update(encode_entries(models, frames, plan, pair))
         latent = ahead.pop(pair)
-        raw = [read_hypothesis(model, key, latent, hyp, total, fpr)]
-        readings.append(Reading(pair, "encoded", corrected(raw[0], total, fpr)))
-        if worth_inverting(model, raw[0], hyp):
-            raw.append(read_hypothesis(model, key, model.estimate_noise(latent, steps), hyp, total, fpr))
-            readings.append(Reading(pair, "inverted", corrected(raw[-1], total, fpr)))
-        if worth_refining(hyp, raw):
-            readings += refine_crop(model, key, stretch, pair, hyp, raw, refine_tests(plan), steps, fpr)
+        entry_readings = EntryReadings(model, key, pair, hyp, total, fpr)
+        if entry_readings.look(latent):
+            entry_readings.take_inversion(model.estimate_noise(latent, steps))
+        readings += entry_readings.refine(stretch, refine_tests(plan), steps)
         if any(r.extraction.detected for r in readings):
             break
     return conclude(models, plan, readings, polish(models, key, frames, plan, readings, steps, fpr))

@@ -301,6 +301,11 @@ def test_a_learnt_inverse_is_one_forward_of_the_folders_inverter(tmp_path, folde
         sampler = model.invert(z0, STEPS)
     assert learnt.shape == z0.shape and torch.allclose(learnt, direct, atol=1e-6)
     assert not torch.allclose(learnt, sampler, atol=1e-3)
+    other = torch.randn(z0.shape, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():  # several uploads in one call (detect/batch.py) are inverted as each alone
+        both = model.estimate_noise(torch.cat([z0, other]), STEPS)
+        assert torch.allclose(both[:1], learnt, atol=1e-5)
+        assert torch.allclose(both[1:], model.estimate_noise(other, STEPS), atol=1e-5)
     with torch.no_grad():  # a folder whose card does not name one inverts through its sampler
         assert models["toy"].inversion == "sampler" and models["toy"].inverter is None
         assert torch.equal(models["toy"].estimate_noise(z0, STEPS), models["toy"].invert(z0, STEPS))
