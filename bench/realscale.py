@@ -14,8 +14,9 @@ marked noise) and seconds to verify one clip the way ``verify`` does for one (mo
 (``detect.recovery``): the first look (VAE encode of the frames and the keyed test on that latent), which is all
 a clip costs when the first look decides it or, on a model whose card turns ``first_look`` on, shows no trace of
 the key; and the first look plus ``k`` unconditional inversion steps and a second keyed test, which an undecided
-clip costs. For CogVideoX, ``--learnt-layers`` also times a learnt inverse of the sampler in place of the
-inversion (one forward of a transformer of the model's architecture at that depth: ``lab/inverter_training.py``).
+clip costs. ``--learnt-layers`` also times a learnt inverse of the sampler in place of the inversion (one
+forward of a transformer of the model's architecture with that many blocks, at most the model's:
+``lab/inverter_training.py``).
 The keyed test is timed with the key's layout for the shape already built (a verifier builds it once
 per key and shape; the first build is reported as ``extract_cold_s``). Their ratios to generation, and peak GPU
 memory. Random weights make the mark unreadable, so only costs are reported here; what the first look and ``k``
@@ -185,10 +186,11 @@ def measure(name: str, args, workdir: Path) -> dict:
         row["verify"][str(k)] = {"invert_s": round(inv_s, 2), "extract_s": round(ext_s, 3),
                                  "verify_s": round(verify_s, 2), "ratio": round(verify_s / gen_s, 4),
                                  "peak_gib": gib(max(enc_peak, inv_peak)) if inv_peak is not None else None}
-    if args.learnt_layers and hasattr(model, "learnt_inversion") and name == "cogvideox":
+    if args.learnt_layers:
         row["learnt"] = {}
         source = model.pipeline.transformer
-        for layers in args.learnt_layers:  # a learnt inverse of this depth, random weights (they cost what trained do)
+        for wanted in args.learnt_layers:  # a learnt inverse of this depth, random weights (they cost what trained do)
+            layers = min(wanted, int(source.config.num_layers))
             model.inverter = type(source).from_config({**source.config, "num_layers": layers}).to(
                 device, source.dtype).eval()
             with torch.no_grad():
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=50, help="sampler steps of generation")
     ap.add_argument("--inversion-steps", default="10", help="inversion steps to time, comma-separated")
     ap.add_argument("--learnt-layers", default="",
-                    help="CogVideoX: depths of a learnt inverse to time (transformer blocks, comma-separated)")
+                    help="depths of a learnt inverse to time (transformer blocks, comma-separated; at most the model's)")
     ap.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "fp16"))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--smoke", action="store_true", help="tiny architectures at 9x64x64 (a CPU check of the bench)")

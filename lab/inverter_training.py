@@ -2,13 +2,15 @@
 
     python -m framemark.lab.inverter_training --model generator/cogvideox_model --out runs/inverter --minutes 6
 
-Why: verifying a clip of a DDIM family (CogVideoX) means recovering its initial noise, and the sampler run
-backwards keeps the watermark only at about ten steps (docs/benchmarks.md, "The first look"): ten transformer
-forwards per upload, 12.7 % of a generation at 480p. The clean latent itself reads nothing on this family. A
-network trained to map the sampler's output back to its input costs one forward.
+Why: verifying a clip means recovering its initial noise, and the sampler run backwards keeps the watermark only
+at about ten steps (docs/benchmarks.md, "The first look"): ten transformer forwards per upload, 12.7 % of a
+CogVideoX-2B generation at 480p, where the clean latent itself reads nothing. A network trained to map the
+sampler's output back to its input costs one forward.
 
-The inverse is a transformer of the model's own architecture, started from the model's weights and called at
-timestep 0 with the empty prompt (``CogVideoXVideoModel.learnt_inversion``). Data: noise the sampler starts from
+The inverse is a transformer of the model's own architecture, started from the model's weights (its first
+``--blocks`` blocks) and called at timestep 0 with the empty prompt, the way the family's inversion calls it
+(``VideoModel.learnt_inversion``: for CogVideoX the output is the noise, for the flow families Wan and LTX-Video a
+velocity added to the latent, so that it starts as one Euler step of the flow). Data: noise the sampler starts from
 and the clean latent it makes (20 steps, guidance 5, grammar captions), decoded by the frozen VAE, degraded the
 way files are (``encoder_tuning.degrade``) and encoded again, so the inverse learns from what a verifier sees.
 Loss: the logistic sign loss the encoder tuning uses (the watermark reads signs) plus a small MSE that keeps the
@@ -28,6 +30,7 @@ import argparse
 import copy
 import json
 import random
+import re
 import shutil
 import sys
 import time
@@ -44,6 +47,9 @@ from .encoder_tuning import (cell_mask, decode, degrade, encode, evaluate, held_
                              sign_loss)
 
 MSE_WEIGHT = 0.1
+# the state-dict keys of the transformer blocks an inverse may leave out (CogVideoX and LTX: transformer_blocks.N,
+# Wan: blocks.N)
+BLOCK_KEY = re.compile(r"^(transformer_)?blocks\.\d+\.")
 
 
 def new_inverter(model, blocks: int | None = None):
@@ -58,7 +64,7 @@ def new_inverter(model, blocks: int | None = None):
             raise SystemExit(f"--blocks must be at least 1, got {blocks}")
         inverter = type(source).from_config({**source.config, "num_layers": blocks})
         missing, unexpected = inverter.load_state_dict(source.state_dict(), strict=False)
-        if missing or any(not k.startswith("transformer_blocks.") for k in unexpected):
+        if missing or any(not BLOCK_KEY.match(k) for k in unexpected):
             raise SystemExit(f"inverter does not take the model's weights: missing {missing[:3]}")
         inverter = inverter.to(source.device, torch.float32)
     inverter.requires_grad_(True).train()
@@ -116,7 +122,7 @@ def install(model_dir: Path, exported: Path, command: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m framemark.lab.inverter_training",
                                  description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, required=True, help="diffusers folder of a CogVideoX model")
+    ap.add_argument("--model", type=Path, required=True, help="model folder (any family)")
     ap.add_argument("--out", type=Path, required=True, help="folder for inverter/ (with its inverter_training.json)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--minutes", type=float, default=6.0)
@@ -138,8 +144,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model = load_model(args.model, device=args.device)
-    if model.identity.family != "cogvideox":
-        raise SystemExit(f"a learnt inverse is trained for CogVideoX models; {args.model} is {model.identity.family}")
     started = time.time()
     held_out, data = held_out_and_training_latents(model, args.eval_clips, args.train_clips, args.seed, args.smoke,
                                                    train_batch=128)

@@ -232,6 +232,33 @@ def test_the_inversion_runs_the_pipelines_schedule_and_transformer_call(ltx_mode
     torch.testing.assert_close(x, sampled, rtol=1e-5, atol=1e-5)
 
 
+def test_a_learnt_inverse_is_one_euler_step_of_its_transformer(ltx_folder, ltx_model, tmp_path):
+    """In LTX's token space, as the inversion: an inverse that is the generator's own transformer is exactly one
+    inversion step (what a trained inverse starts from); a folder whose card names one loads its ``inverter/`` and
+    inverts a batch as each clip alone."""
+    from diffusers import LTXVideoTransformer3DModel
+
+    noise = ltx_model.initial_noise(_request(ltx_model))
+    z0 = 0.5 * noise + 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(ltx_model.learnt_inversion(z0, ltx_model.pipeline.transformer),
+                                   ltx_model.invert(z0, 1), rtol=1e-5, atol=1e-5)
+    folder = tmp_path / "learnt"
+    shutil.copytree(ltx_folder, folder)
+    source = ltx_model.pipeline.transformer
+    inverter = LTXVideoTransformer3DModel.from_config({**source.config, "num_layers": 1})
+    inverter.load_state_dict(source.state_dict(), strict=False)
+    inverter.save_pretrained(folder / "inverter")
+    (folder / "framemark.json").write_text(json.dumps({**CARD, "verification": {"inversion": "learnt"}}))
+    model = load_model(folder)
+    assert model.inversion == "learnt" and model.inverter.config.num_layers == 1
+    with torch.no_grad():
+        alone = model.estimate_noise(z0, 10)
+        both = model.estimate_noise(torch.cat([z0, noise]), 10)
+        assert not torch.allclose(alone, model.invert(z0, 10), atol=1e-3)
+    torch.testing.assert_close(both[:1], alone, rtol=1e-5, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------------ the mark
 
 def test_the_mark_comes_back_from_the_samplers_latents(ltx_model, watermark_key):

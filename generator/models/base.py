@@ -32,6 +32,9 @@ from framemark.errors import GenerationError, ModelError
 CARD_FILE = "framemark.json"
 # The subfolder of a model folder that holds a learnt inverse of its sampler (diffusers layout).
 INVERTER_FOLDER = "inverter"
+# The timestep a learnt inverse is called at: the clean end of the schedule, where its input sits. It starts from
+# the generator's own weights, which at t = 0 read a clean latent as the sampler's last step does.
+INVERTER_TIMESTEP = 0
 MAX_STEPS = 200
 
 
@@ -260,6 +263,16 @@ def inversion_of(card: dict, folder: Path) -> str:
     return kind
 
 
+def learnt_inverse_of(card: dict, folder: Path, transformer) -> tuple[str, object | None]:
+    """The card's inversion (:func:`inversion_of`) and, where it is "learnt", the folder's ``inverter/`` loaded as
+    the class of the model's ``transformer``, at its device and precision."""
+    kind = inversion_of(card, folder)
+    if kind != "learnt":
+        return kind, None
+    return kind, load_component(Path(folder), INVERTER_FOLDER, type(transformer).__name__, transformer.device,
+                                transformer.dtype)
+
+
 def overridden(value, card: dict, key: str):
     """A dataclass of limits or defaults with the fields the card's ``key`` object names replaced."""
     given = card.get(key) or {}
@@ -386,6 +399,7 @@ class VideoModel(ABC):
     # sampler run backwards for the verifier's steps (:meth:`invert`), or "learnt", one forward of the folder's
     # learnt inverse (:meth:`learnt_inversion`). :meth:`estimate_noise` is the one place that chooses.
     inversion: str = "sampler"
+    inverter: torch.nn.Module | None = None  # the folder's learnt inverse, loaded where the card names it
 
     @property
     @abstractmethod
@@ -501,8 +515,19 @@ class VideoModel(ABC):
         return self.invert(latents, steps)
 
     def learnt_inversion(self, latents: torch.Tensor, inverter=None) -> torch.Tensor:
-        """One forward of a learnt inverse of the sampler (families that have one override this)."""
+        """Clean normalised latents (B,C,t,h,w) -> the initial noise, in one forward of a learnt inverse of the
+        sampler: a transformer of this model's architecture trained to map what the sampler makes back to the noise
+        it started from (``lab/inverter_training.py``), called at timestep 0 on the empty prompt the way the
+        family's inversion calls its transformer. ``inverter`` defaults to the folder's own; the graph is kept when
+        gradients are enabled (training). Each family says what the forward's output means."""
         raise ModelError(f"the {self.identity.family} family has no learnt inverse")
+
+    def _inverter(self, inverter=None):
+        """``inverter``, else the folder's, else a ModelError saying there is none."""
+        inverter = self.inverter if inverter is None else inverter
+        if inverter is None:
+            raise ModelError(f"{self.identity.folder} has no learnt inverse (no {INVERTER_FOLDER}/ folder)")
+        return inverter
 
     @abstractmethod
     def invert(self, latents: torch.Tensor, steps: int, *, differentiable: bool = False) -> torch.Tensor:

@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framemark.errors import GenerationError, ModelError
+from framemark.errors import GenerationError
 
 from . import ddim
-from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
-                   INVERTER_FOLDER, first_look_of, identity_of, inversion_of, load_component, load_pipeline,
-                   load_vae, overridden, read_card)
+from .base import (INVERTER_TIMESTEP, GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder,
+                   VideoModel, first_look_of, identity_of, learnt_inverse_of, load_pipeline, load_vae, overridden,
+                   read_card)
 
 PIPELINE_CLASS = "CogVideoXPipeline"
 # A CogVideoX folder without a framemark.json: the request the published models are made for. 1.0 (2B, 5B): the
@@ -55,9 +55,6 @@ EXTENT_FACTOR = 2
 # The seed of the noise in CogVideoX 1.5's padding latent frames (discarded before decoding; it only has to be
 # deterministic and independent of the clip's own noise).
 PADDING_SEED = 0x0C06_1D30
-# The timestep a learnt inverse is called at: it is started from the generator's own weights, and at t = 0 the
-# transformer already reads a clean latent and answers in the units of the noise (v = eps there).
-INVERTER_TIMESTEP = 0
 
 
 class CogVideoXAutoencoder(VideoAutoencoder):
@@ -139,11 +136,7 @@ class CogVideoXVideoModel(VideoModel):
                                    "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
         self.first_look = first_look_of(card)
-        self.inversion = inversion_of(card, folder)
-        transformer = pipeline.transformer
-        # the learnt inverse, where the card names one, at the transformer's device and precision
-        self.inverter = load_component(folder, INVERTER_FOLDER, type(transformer).__name__, transformer.device,
-                                       transformer.dtype) if self.inversion == "learnt" else None
+        self.inversion, self.inverter = learnt_inverse_of(card, folder, pipeline.transformer)
         self._empty_prompt: torch.Tensor | None = None
         self._count_tokens = TokenCounter(pipeline.tokenizer)
 
@@ -307,13 +300,9 @@ class CogVideoXVideoModel(VideoModel):
             return (z[:, pad:].permute(0, 2, 1, 3, 4) / float(pipe.scheduler.init_noise_sigma)).float()
 
     def learnt_inversion(self, latents: torch.Tensor, inverter=None) -> torch.Tensor:
-        """Clean normalised latents (B,C,t,h,w) -> the initial noise, in one forward of a learnt inverse of the
-        sampler (a transformer of this model's architecture trained to map what the sampler makes back to the
-        noise it started from: ``lab/inverter_training.py``). ``inverter`` defaults to the folder's own; the
-        graph is kept when gradients are enabled (training)."""
-        inverter = self.inverter if inverter is None else inverter
-        if inverter is None:
-            raise ModelError(f"{self.identity.folder} has no learnt inverse (no {INVERTER_FOLDER}/ folder)")
+        """The forward's output is the noise itself (at t = 0 a v-prediction transformer answers in the noise's
+        units: v = eps there)."""
+        inverter = self._inverter(inverter)
         x, embeds, rotary, pad = self._inversion_input(latents, None)
         out = self._call(inverter, x, INVERTER_TIMESTEP, embeds.to(inverter.dtype), rotary)
         return out[:, pad:].permute(0, 2, 1, 3, 4).float()

@@ -30,8 +30,9 @@ import torch
 from framemark.errors import ModelError
 
 from . import flow
-from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
-                   execution_device, first_look_of, identity_of, load_pipeline, load_vae, overridden, read_card)
+from .base import (INVERTER_TIMESTEP, GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder,
+                   VideoModel, execution_device, first_look_of, identity_of, learnt_inverse_of, load_pipeline,
+                   load_vae, overridden, read_card)
 
 PIPELINE_CLASS = "LTXPipeline"
 # LTXPipeline's own default context: prompts are padded to it (and a longer one would be truncated, which
@@ -156,6 +157,7 @@ class LTXVideoModel(VideoModel):
         self.defaults = overridden(LTX_DEFAULTS, card, "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
         self.first_look = first_look_of(card)
+        self.inversion, self.inverter = learnt_inverse_of(card, folder, pipeline.transformer)
         self._empty_prompt: tuple[torch.Tensor, torch.Tensor] | None = None
         self._count_tokens = TokenCounter(pipeline.tokenizer)
 
@@ -283,12 +285,13 @@ class LTXVideoModel(VideoModel):
             raise ModelError(f"this scheduler has no usable {steps}-step schedule (try more steps)")
         return ascending
 
-    def velocity(self, batch: int, frames: int, height: int, width: int,
-                 fps: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def velocity(self, batch: int, frames: int, height: int, width: int, fps: float | None = None,
+                 transformer=None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``v(tokens, timestep)``: the transformer's unconditional prediction for packed latents of a
         (frames, height, width) grid, called exactly as LTXPipeline calls it (the empty prompt and its mask,
-        the latent grid, the rotary scale of ``fps``, default the model's); float32 out."""
-        transformer = self.pipeline.transformer
+        the latent grid, the rotary scale of ``fps``, default the model's); float32 out. ``transformer``
+        defaults to the pipeline's (a learnt inverse is called the same way)."""
+        transformer = self.pipeline.transformer if transformer is None else transformer
         embeds, mask = self.empty_prompt()
         embeds, mask = embeds.expand(batch, -1, -1), mask.expand(batch, -1)
         fps = self.defaults.fps if fps is None else fps
@@ -296,7 +299,8 @@ class LTXVideoModel(VideoModel):
         scale = (self.pipeline.vae_temporal_compression_ratio / fps, spatial, spatial)
 
         def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return transformer(hidden_states=x.to(embeds.dtype), encoder_hidden_states=embeds, timestep=t,
+            dtype = transformer.dtype
+            return transformer(hidden_states=x.to(dtype), encoder_hidden_states=embeds.to(dtype), timestep=t,
                                encoder_attention_mask=mask, num_frames=frames, height=height, width=width,
                                rope_interpolation_scale=scale, return_dict=False)[0].float()
         return v
@@ -313,3 +317,13 @@ class LTXVideoModel(VideoModel):
             tokens = self.pack(latents.to(self.device, torch.float32))
             z = flow.invert(velocity, tokens, sigmas, self.pipeline.scheduler.config.num_train_timesteps)
         return self.unpack(z, frames, height, width).float()
+
+    def learnt_inversion(self, latents: torch.Tensor, inverter=None) -> torch.Tensor:
+        """In LTX's token space, as its inversion: the forward's output is a velocity, and the noise the packed
+        latent plus it (one Euler step of the flow from sigma 0 to 1, which the inverse starts as and improves)."""
+        inverter = self._inverter(inverter)
+        batch, _, frames, height, width = latents.shape
+        velocity = self.velocity(batch, frames, height, width, transformer=inverter)
+        tokens = self.pack(latents.to(self.device, torch.float32))
+        t = torch.full((batch,), float(INVERTER_TIMESTEP), device=tokens.device)
+        return self.unpack(tokens + velocity(tokens, t), frames, height, width).float()

@@ -16,8 +16,9 @@ import torch
 
 
 from . import flow
-from .base import (GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder, VideoModel,
-                   execution_device, first_look_of, identity_of, load_pipeline, load_vae, overridden, read_card)
+from .base import (INVERTER_TIMESTEP, GenerationRequest, ModelDefaults, ModelLimits, TokenCounter, VideoAutoencoder,
+                   VideoModel, execution_device, first_look_of, identity_of, learnt_inverse_of, load_pipeline,
+                   load_vae, overridden, read_card)
 
 PIPELINE_CLASS = "WanPipeline"
 # Wan's text context: prompts are padded to it, as the real models are trained, so that a plain
@@ -134,6 +135,7 @@ class WanVideoModel(VideoModel):
         self.defaults = overridden(WAN_DEFAULTS, card, "defaults")
         self.limits = overridden(self._config_limits(), card, "limits")
         self.first_look = first_look_of(card)
+        self.inversion, self.inverter = learnt_inverse_of(card, folder, pipeline.transformer)
         self._empty_prompt: torch.Tensor | None = None
         self._count_tokens = TokenCounter(pipeline.tokenizer)
 
@@ -219,3 +221,17 @@ class WanVideoModel(VideoModel):
             z = flow.invert(velocity, latents.to(self.device, transformer.dtype), sigmas,
                             self.pipeline.scheduler.config.num_train_timesteps)
         return z.float()
+
+    def learnt_inversion(self, latents: torch.Tensor, inverter=None) -> torch.Tensor:
+        """The forward's output is a velocity: the noise is the latent plus it, one Euler step of the flow from
+        sigma 0 to 1 (what a one-step inversion would take), so an inverse started from the generator's weights
+        starts as that step and learns what it misses."""
+        inverter = self._inverter(inverter)
+        embeds = self.empty_prompt_embedding().to(inverter.dtype)
+        if embeds.shape[0] != latents.shape[0]:
+            embeds = embeds.expand(latents.shape[0], -1, -1)
+        x = latents.to(self.device, torch.float32)
+        t = torch.full((x.shape[0],), float(INVERTER_TIMESTEP), device=x.device)
+        v = inverter(hidden_states=x.to(inverter.dtype), timestep=t, encoder_hidden_states=embeds,
+                     return_dict=False)[0]
+        return (x + v.float()).float()
